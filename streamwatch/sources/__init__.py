@@ -1,0 +1,1 @@
+"""streamwatch.sources"""
