@@ -1,0 +1,432 @@
+"""Configuration: pydantic models, loading, validation and masking, all in one place.
+
+Every error the operator can see names the file, the key path (``cameras[3].url``)
+and what is wrong. Unknown keys are errors. Nothing outside this module parses YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from streamwatch import FAULT_NAMES
+
+#: Config files larger than this are refused before parsing (YAML bombs, wrong file).
+MAX_CONFIG_BYTES = 1_000_000
+#: YAML aliases are refused beyond this count ("billion laughs" expansion).
+MAX_YAML_ALIASES = 50
+
+CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+MASK = "***"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. ``str()`` is the operator-facing message."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[str, str]]):
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: {key}: {msg}" if key else f"{self.path}: {msg}" for key, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TLSConfig(_Strict):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Skip hostname verification (self-signed test brokers only).
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _cert_needs_key(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class DiscoveryConfig(_Strict):
+    """Home Assistant MQTT discovery."""
+
+    enabled: bool = True
+    prefix: str = "homeassistant"
+
+
+def _default_client_id() -> str:
+    return f"streamwatch-{socket.gethostname()}"[:64]
+
+
+class MQTTConfig(_Strict):
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    #: Read the password from this file (first line); keeps it out of the config.
+    password_file: Path | None = None
+    #: Read the password from this environment variable.
+    password_env: str | None = None
+    tls: TLSConfig = TLSConfig()
+    client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=128)
+    topic_prefix: str = Field("streamwatch", pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+    qos: Literal[0, 1, 2] = 1
+    keepalive: int = Field(30, ge=5, le=3600)
+    discovery: DiscoveryConfig = DiscoveryConfig()
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MQTTConfig:
+        given = [k for k in ("password", "password_file", "password_env") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of password, password_file, password_env (got {', '.join(given)})")
+        return self
+
+    def resolve_password(self) -> str | None:
+        """The broker password from whichever source is configured."""
+        if self.password is not None:
+            return self.password
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        if self.password_env is not None:
+            return os.environ.get(self.password_env)
+        return None
+
+
+class FaultSettings(_Strict):
+    """Per-fault detection settings; every field optional so cameras override only what they name."""
+
+    enabled: bool | None = None
+    #: Minimum confidence (0..1) for a sample to count as positive.
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: Consecutive positive samples before the fault is raised.
+    raise_after: int | None = Field(None, ge=1, le=1000)
+    #: Consecutive negative samples before a raised fault clears.
+    clear_after: int | None = Field(None, ge=1, le=1000)
+
+
+class EffectiveFault(BaseModel):
+    """Fully resolved settings of one fault on one camera."""
+
+    model_config = ConfigDict(frozen=True)
+    enabled: bool
+    threshold: float
+    raise_after: int
+    clear_after: int
+
+
+FAULT_DEFAULTS: dict[str, EffectiveFault] = {
+    name: EffectiveFault(enabled=True, threshold=0.6, raise_after=3, clear_after=5) for name in FAULT_NAMES
+}
+# Loss of signal is already debounced by signal_timeout; one more sample confirms it.
+FAULT_DEFAULTS["signal_lost"] = EffectiveFault(enabled=True, threshold=0.5, raise_after=1, clear_after=2)
+
+
+FaultMap = dict[str, FaultSettings]
+
+
+def _check_fault_names(value: FaultMap) -> FaultMap:
+    unknown = sorted(set(value) - set(FAULT_NAMES))
+    if unknown:
+        raise ValueError(f"unknown fault {', '.join(unknown)}; known faults: {', '.join(FAULT_NAMES)}")
+    return value
+
+
+DecodeMode = Literal["auto", "all", "keyframes"]
+
+
+class DefaultsConfig(_Strict):
+    sample_interval: float = Field(1.0, gt=0.0, le=3600.0)
+    signal_timeout: float = Field(20.0, gt=0.0, le=3600.0)
+    frozen_after: float = Field(10.0, gt=0.0, le=86400.0)
+    #: Mean absolute grey-level difference (0..255, per 8x8-pixel cell of a 160 px wide
+    #: thumbnail) under which two samples count as identical. See checks/temporal.py.
+    frozen_noise_floor: float = Field(0.5, ge=0.0, le=50.0)
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    faults: FaultMap = Field(default_factory=dict)
+
+    _faults_known = field_validator("faults")(_check_fault_names)
+
+
+class CameraConfig(_Strict):
+    id: str = Field(pattern=CAMERA_ID_PATTERN)
+    url: str = Field(min_length=1)
+    name: str | None = None
+    enabled: bool = True
+    #: Repeat a file source forever (demo, tests); ignored for network streams.
+    loop: bool = False
+    sample_interval: float | None = Field(None, gt=0.0, le=3600.0)
+    signal_timeout: float | None = Field(None, gt=0.0, le=3600.0)
+    frozen_after: float | None = Field(None, gt=0.0, le=86400.0)
+    frozen_noise_floor: float | None = Field(None, ge=0.0, le=50.0)
+    rtsp_transport: Literal["tcp", "udp"] | None = None
+    faults: FaultMap = Field(default_factory=dict)
+
+    _faults_known = field_validator("faults")(_check_fault_names)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_hint(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(CAMERA_ID_PATTERN, value):
+            raise ValueError(
+                f"camera id {value!r} must be a slug: lower-case letters, digits, '_' or '-', "
+                "starting with a letter or digit, at most 63 characters (it becomes an MQTT topic level)"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url_kind(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.lower()
+        if "://" in value and scheme not in NETWORK_SCHEMES and scheme != "file":
+            raise ValueError(f"unsupported URL scheme {scheme!r}; use rtsp://, rtsps://, http(s):// or a file path")
+        return value
+
+    @property
+    def is_file(self) -> bool:
+        return urlsplit(self.url).scheme.lower() not in NETWORK_SCHEMES
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class ModelConfig(_Strict):
+    enabled: bool = True
+    #: ONNX model file; None means the model shipped with streamwatch.
+    path: Path | None = None
+    threads: int = Field(1, ge=1, le=64)
+    batch_size: int = Field(8, ge=1, le=256)
+    #: Longest a sample waits for a batch to fill, seconds.
+    max_wait: float = Field(0.1, ge=0.0, le=10.0)
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: auto = coloured console on a TTY, JSON lines otherwise (journald).
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class SpoolConfig(_Strict):
+    #: Transitions kept on disk while the broker is unreachable; oldest dropped beyond this.
+    max_events: int = Field(100_000, ge=10, le=10_000_000)
+
+
+class Config(_Strict):
+    mqtt: MQTTConfig = MQTTConfig()
+    defaults: DefaultsConfig = DefaultsConfig()
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    model: ModelConfig = ModelConfig()
+    log: LogConfig = LogConfig()
+    state_dir: Path = Path("/var/lib/streamwatch")
+    spool: SpoolConfig = SpoolConfig()
+    #: Port of the Prometheus metrics endpoint; None disables it.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        seen: dict[str, int] = {}
+        for index, cam in enumerate(cameras):
+            if cam.id in seen:
+                raise ValueError(f"duplicate camera id {cam.id!r} (also cameras[{seen[cam.id]}])")
+            seen[cam.id] = index
+        return cameras
+
+    # -- effective per-camera values -------------------------------------------------
+
+    def enabled_cameras(self) -> list[CameraConfig]:
+        return [c for c in self.cameras if c.enabled]
+
+    def camera_value(self, camera: CameraConfig, key: str) -> Any:
+        """A per-camera setting, falling back to ``defaults``."""
+        value = getattr(camera, key)
+        return getattr(self.defaults, key) if value is None else value
+
+    def fault_settings(self, camera: CameraConfig) -> dict[str, EffectiveFault]:
+        """Built-in defaults, overridden by ``defaults.faults``, overridden by the camera's ``faults``."""
+        resolved = {}
+        for name, base in FAULT_DEFAULTS.items():
+            merged = base.model_dump()
+            for layer in (self.defaults.faults.get(name), camera.faults.get(name)):
+                if layer is not None:
+                    merged.update(layer.model_dump(exclude_none=True))
+            resolved[name] = EffectiveFault(**merged)
+        return resolved
+
+
+# -- loading --------------------------------------------------------------------------
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """``('cameras', 3, 'url')`` -> ``cameras[3].url``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for item in err.errors(include_url=False):
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here; check the spelling)"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        problems.append((format_loc(loc), msg))
+    return problems
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that counts aliases so an alias bomb is refused, not expanded."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.alias_count = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D401 - PyYAML hook
+        if self.check_event(yaml.AliasEvent):
+            self.alias_count += 1
+            if self.alias_count > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} YAML aliases; refusing to expand")
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, path: Path | str) -> Any:
+    """Parse YAML safely or raise ConfigError with line and column."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(path, [("", f"invalid YAML: {where}{exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [("", f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+
+
+def _resolve_relative_paths(config: Config, base: Path) -> list[tuple[str, str]]:
+    """Make file paths relative to the config file's folder; report missing video files."""
+    problems = []
+    for index, cam in enumerate(config.cameras):
+        if cam.is_file:
+            raw = cam.url[len("file://") :] if cam.url.startswith("file://") else cam.url
+            path = Path(raw).expanduser()
+            if not path.is_absolute():
+                path = (base / path).resolve()
+            cam.url = str(path)
+            if not path.is_file():
+                problems.append((f"cameras[{index}].url", f"video file not found: {path}"))
+    for key in ("password_file",):
+        value = getattr(config.mqtt, key)
+        if value is not None and not value.is_absolute():
+            setattr(config.mqtt, key, (base / value).resolve())
+    tls = config.mqtt.tls
+    for key in ("ca_file", "cert_file", "key_file"):
+        value = getattr(tls, key)
+        if value is not None:
+            if not value.is_absolute():
+                value = (base / value).resolve()
+                setattr(tls, key, value)
+            if not value.is_file():
+                problems.append((f"mqtt.tls.{key}", f"file not found: {value}"))
+    if config.mqtt.password_file is not None and not config.mqtt.password_file.is_file():
+        problems.append(("mqtt.password_file", f"file not found: {config.mqtt.password_file}"))
+    if config.model.path is not None and not config.model.path.is_absolute():
+        config.model.path = (base / config.model.path).resolve()
+    if not config.state_dir.is_absolute():
+        config.state_dir = (base / config.state_dir).resolve()
+    return problems
+
+
+def config_from_data(data: Any, path: Path | str = "<config>", base: Path | None = None) -> Config:
+    """Validate already-parsed data; raise ConfigError naming key paths."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, [("", f"top level must be a mapping of keys, not {type(data).__name__}")])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(path, _pydantic_problems(err)) from None
+    problems = _resolve_relative_paths(config, base or Path(path).resolve().parent)
+    if problems:
+        raise ConfigError(path, problems)
+    return config
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, parse and validate a config file. Raises ConfigError, never anything else."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(path, [("", f"file is {size} bytes; config files are limited to {MAX_CONFIG_BYTES}")])
+        raw = path.read_bytes()
+    except ConfigError:
+        raise
+    except OSError as exc:
+        raise ConfigError(path, [("", f"cannot read file: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [("", f"not UTF-8 text (byte {exc.start})")]) from None
+    return config_from_data(parse_yaml(text, path), path, path.resolve().parent)
+
+
+# -- masking ----------------------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """Hide the password (and user) of a URL: ``rtsp://admin:pw@h/x`` -> ``rtsp://***@h/x``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def masked_dump(config: Config) -> dict[str, Any]:
+    """The effective config as plain data with every secret replaced by ``***``."""
+    data = config.model_dump(mode="json")
+    if data["mqtt"].get("password"):
+        data["mqtt"]["password"] = MASK
+    for cam, cam_data in zip(config.cameras, data["cameras"]):
+        cam_data["url"] = mask_url(cam.url)
+        cam_data["effective"] = {
+            "sample_interval": config.camera_value(cam, "sample_interval"),
+            "signal_timeout": config.camera_value(cam, "signal_timeout"),
+            "frozen_after": config.camera_value(cam, "frozen_after"),
+            "faults": {k: v.model_dump() for k, v in config.fault_settings(cam).items()},
+        }
+    return data
+
