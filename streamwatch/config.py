@@ -156,9 +156,12 @@ class DefaultsConfig(_Strict):
     sample_interval: float = Field(1.0, gt=0.0, le=3600.0)
     signal_timeout: float = Field(20.0, gt=0.0, le=3600.0)
     frozen_after: float = Field(10.0, gt=0.0, le=86400.0)
-    #: Mean absolute grey-level difference (0..255, per 8x8-pixel cell of a 160 px wide
-    #: thumbnail) under which two samples count as identical. See checks/temporal.py.
-    frozen_noise_floor: float = Field(0.5, ge=0.0, le=50.0)
+    #: Mean absolute grey difference (0..255) between consecutive decoded frames at or
+    #: under which a sample counts as "still". See streamwatch/checks/temporal.py.
+    frozen_noise_floor: float = Field(0.01, ge=0.0, le=50.0)
+    #: Largest 16x16-cell grey difference between samples that counts as a real change
+    #: (a clock ticking, a person moving) and restarts the frozen timer.
+    frozen_change_threshold: float = Field(2.5, gt=0.0, le=255.0)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     faults: FaultMap = Field(default_factory=dict)
 
@@ -176,6 +179,7 @@ class CameraConfig(_Strict):
     signal_timeout: float | None = Field(None, gt=0.0, le=3600.0)
     frozen_after: float | None = Field(None, gt=0.0, le=86400.0)
     frozen_noise_floor: float | None = Field(None, ge=0.0, le=50.0)
+    frozen_change_threshold: float | None = Field(None, gt=0.0, le=255.0)
     rtsp_transport: Literal["tcp", "udp"] | None = None
     faults: FaultMap = Field(default_factory=dict)
 

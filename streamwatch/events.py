@@ -33,6 +33,9 @@ class Frame:
     seq: int  # increases by one per frame the reader delivers (since the reader started)
     captured_at: float  # time.time() when the frame was decoded
     captured_mono: float  # time.monotonic() at the same moment
+    #: Mean grey difference to the previous decoded frame (checks.temporal.MotionMeter),
+    #: None when the reader does not measure it (first frame, keyframe-only decoding).
+    motion: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

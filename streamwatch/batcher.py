@@ -1,0 +1,112 @@
+"""Batches samples from all cameras through the classifier.
+
+Samples wait in a bounded queue; when the model falls behind, the oldest
+samples are dropped (and counted) rather than building a backlog, because a
+late verdict on an old frame is worth less than a timely one on a new frame.
+A batch is run when it is full or when its oldest sample has waited
+``max_wait`` seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import structlog
+
+from streamwatch.sampling import Sample
+
+log = structlog.get_logger(__name__)
+
+
+class BatchClassifier(Protocol):
+    version: str
+
+    def predict(self, frames: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+class Batcher:
+    """Owns one thread. ``on_result(sample, probabilities | None)`` is called from it."""
+
+    def __init__(
+        self,
+        classifier: BatchClassifier | None,
+        on_result: Callable[[Sample, np.ndarray | None], None],
+        *,
+        batch_size: int = 8,
+        max_wait: float = 0.1,
+        max_queue: int = 256,
+    ):
+        self._classifier = classifier
+        self._on_result = on_result
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self._queue: collections.deque[Sample] = collections.deque(maxlen=max_queue)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.dropped = 0
+        self.batches = 0
+        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+
+    @property
+    def model_version(self) -> str | None:
+        return self._classifier.version if self._classifier is not None else None
+
+    def swap_classifier(self, classifier: BatchClassifier | None) -> None:
+        """Use another model from the next batch on (hot reload)."""
+        with self._cond:
+            self._classifier = classifier
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def submit(self, sample: Sample) -> None:
+        """Never blocks: a full queue drops its oldest sample."""
+        with self._cond:
+            if len(self._queue) == self._queue.maxlen:
+                self.dropped += 1
+                if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                    log.warning("samples_dropped", total=self.dropped, reason="model cannot keep up")
+            self._queue.append(sample)
+            self._cond.notify()
+
+    def _next_batch(self) -> list[Sample] | None:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            deadline = time.monotonic() + self.max_wait
+            while len(self._queue) < self.batch_size and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            count = min(self.batch_size, len(self._queue))
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            classifier = self._classifier
+            probabilities: np.ndarray | list[None] = [None] * len(batch)
+            if classifier is not None:
+                try:
+                    probabilities = classifier.predict([s.frame.image for s in batch])
+                except Exception:
+                    log.exception("classifier_failed", batch=len(batch))
+            self.batches += 1
+            for sample, probs in zip(batch, probabilities):
+                try:
+                    self._on_result(sample, probs)
+                except Exception:
+                    log.exception("sample_handling_failed", camera=sample.camera_id)

@@ -1,0 +1,90 @@
+"""Classical image statistics: the fallback detectors used when no classifier runs.
+
+They look at a 320 px wide thumbnail (and a 640 px grey for sharpness), cost
+well under a millisecond together, and catch the gross cases of three faults.
+The classifier outvotes them: with a model loaded the daemon uses the model's
+probabilities for these faults and ignores these scores (see daemon docs).
+Thresholds were chosen on the project's degraded training frames; their
+measured accuracy is in docs/results.md ("classical statistics" row).
+
+Each function returns a confidence in 0..1 (>= 0.5 means "fault present").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def _resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if w <= width:
+        return image
+    step = max(1, w // (width * 2))
+    reduced = image[::step, ::step]
+    return cv2.resize(reduced, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+
+
+def _ramp(value: float, zero_at: float, one_at: float) -> float:
+    """Linear 0..1 ramp between two points (either direction)."""
+    t = (value - zero_at) / (one_at - zero_at)
+    return float(min(1.0, max(0.0, t)))
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    mean_luma: float  # 0..255
+    clipped_fraction: float  # share of pixels with luma >= 250
+    chroma: float  # mean |Cr-128| + |Cb-128| over pixels that are not near-black
+    sharpness: float  # variance of the Laplacian on a 640 px grey
+
+
+def image_stats(image: np.ndarray) -> ImageStats:
+    """The statistics the classical checks use, from a BGR uint8 frame of any size."""
+    small = _resize_to_width(image, 320)
+    ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)
+    luma = ycc[:, :, 0]
+    # Chroma of near-black pixels is pure compression noise; leave them out.
+    lit = luma > 24
+    cr = ycc[:, :, 1].astype(np.int16) - 128
+    cb = ycc[:, :, 2].astype(np.int16) - 128
+    chroma_map = np.abs(cr) + np.abs(cb)
+    chroma = float(chroma_map[lit].mean()) if lit.any() else 0.0
+    grey = cv2.cvtColor(_resize_to_width(image, 640), cv2.COLOR_BGR2GRAY)
+    sharpness = float(cv2.Laplacian(grey, cv2.CV_32F).var())
+    return ImageStats(
+        mean_luma=float(luma.mean()),
+        clipped_fraction=float((luma >= 250).mean()),
+        chroma=chroma,
+        sharpness=sharpness,
+    )
+
+
+def overexposed_score(stats: ImageStats) -> float:
+    """Large clipped areas on a bright picture."""
+    return min(_ramp(stats.clipped_fraction, 0.10, 0.30), _ramp(stats.mean_luma, 140.0, 175.0))
+
+
+def monochrome_score(stats: ImageStats) -> float:
+    """Chroma essentially zero (a colour camera stuck in black-and-white)."""
+    return _ramp(stats.chroma, 3.0, 1.0)
+
+
+def blurred_score(stats: ImageStats) -> float:
+    """Little high-frequency energy. Scene-dependent: a bare wall looks 'blurred' too."""
+    return _ramp(stats.sharpness, 60.0, 20.0)
+
+
+CLASSICAL_CHECKS = {
+    "overexposed": overexposed_score,
+    "monochrome": monochrome_score,
+    "blurred": blurred_score,
+}
+
+
+def classical_scores(image: np.ndarray) -> dict[str, float]:
+    """Confidence per fault for the faults the classical statistics cover."""
+    stats = image_stats(image)
+    return {fault: check(stats) for fault, check in CLASSICAL_CHECKS.items()}

@@ -1,0 +1,276 @@
+"""Wiring of the long-running daemon: readers -> sampler -> batcher -> monitor -> sinks.
+
+The daemon owns every thread it starts and stops them in reverse order of the
+data flow. Signals only set flags; all work happens on the main loop:
+SIGTERM/SIGINT stop, SIGHUP reloads the config (an invalid new config is
+logged and ignored, the old one keeps running).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from streamwatch.batcher import Batcher
+from streamwatch.config import CameraConfig, Config, ConfigError, load_config, mask_url
+from streamwatch.monitor import Monitor
+from streamwatch.sampling import Sample, Sampler
+from streamwatch.sinks.base import AlertSink
+
+log = structlog.get_logger(__name__)
+
+#: SIGTERM must finish within 5 s (systemd's and the issue's budget); stages share it.
+STOP_BUDGET = 4.5
+
+
+class StartupError(Exception):
+    """The daemon cannot start (unusable state dir, model file, ...). Message is for the operator."""
+
+
+class _Notifier:
+    """sd_notify when run under systemd (Type=notify), a no-op otherwise."""
+
+    def __init__(self) -> None:
+        self._notifier = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+        usec = os.environ.get("WATCHDOG_USEC")
+        self.watchdog_interval = int(usec) / 2e6 if usec and usec.isdigit() else None
+
+    def notify(self, message: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify(message)
+
+
+def camera_fingerprint(config: Config, camera: CameraConfig) -> Any:
+    """Everything that, when changed by a reload, means the camera must restart."""
+    return (
+        camera.model_dump(),
+        {k: config.camera_value(camera, k) for k in
+         ("sample_interval", "signal_timeout", "frozen_after", "frozen_noise_floor",
+          "frozen_change_threshold", "rtsp_transport")},
+        config.fault_settings(camera),
+    )
+
+
+def load_classifier(config: Config):
+    """The ONNX classifier, or None when disabled. Raises StartupError if unusable."""
+    if not config.model.enabled:
+        return None
+    from streamwatch.model.runtime import Classifier, ModelLoadError
+
+    try:
+        return Classifier(config.model.path, threads=config.model.threads)
+    except ModelLoadError as exc:
+        raise StartupError(f"model: {exc}") from None
+
+
+def prepare_state_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"state_dir {path}: not writable ({exc.strerror or exc})") from None
+
+
+class Daemon:
+    def __init__(self, config_path: Path, config: Config):
+        self.config_path = config_path
+        self.config = config
+        self._notifier = _Notifier()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._readers: dict[str, Any] = {}
+        self._fingerprints: dict[str, Any] = {}
+
+        prepare_state_dir(config.state_dir)
+        self.classifier = load_classifier(config)
+        self._spool = None
+        self.sinks: list[AlertSink] = []
+        if config.mqtt.enabled:
+            from streamwatch.sinks.mqtt import MQTTSink
+            from streamwatch.sinks.spool import Spool
+
+            self._spool = Spool(config.state_dir / "spool.sqlite3", config.spool.max_events)
+            self.sinks.append(MQTTSink(config.mqtt, self._spool))
+        version = self.classifier.version if self.classifier is not None else None
+        self.monitor = Monitor(self.sinks, config.state_dir, model_version=version)
+        self.batcher = Batcher(
+            self.classifier,
+            self._on_result,
+            batch_size=config.model.batch_size,
+            max_wait=config.model.max_wait,
+        )
+        self.sampler = Sampler(self.batcher.submit, self.monitor.observe_signal)
+
+    # -- data flow --------------------------------------------------------------------
+
+    def _on_result(self, sample: Sample, probabilities) -> None:
+        frame = sample.frame
+        self.monitor.observe_sample(sample.camera_id, frame.image, frame.captured_mono, frame.motion, probabilities)
+
+    # -- cameras ------------------------------------------------------------------------
+
+    def _start_camera(self, camera: CameraConfig) -> None:
+        from streamwatch.sources.reader import CameraReader
+
+        cfg = self.config
+        reader = CameraReader(
+            camera.id,
+            camera.url,
+            loop=camera.loop,
+            rtsp_transport=cfg.camera_value(camera, "rtsp_transport"),
+        )
+        self.monitor.add_camera(cfg, camera)
+        reader.start()
+        self._readers[camera.id] = reader
+        self._fingerprints[camera.id] = camera_fingerprint(cfg, camera)
+        self.sampler.add_camera(
+            camera.id, reader, cfg.camera_value(camera, "sample_interval"), cfg.camera_value(camera, "signal_timeout")
+        )
+        log.info("camera_started", camera=camera.id, url=mask_url(camera.url))
+
+    def _stop_camera(self, camera_id: str, forget: bool) -> None:
+        self.sampler.remove_camera(camera_id)
+        reader = self._readers.pop(camera_id, None)
+        self._fingerprints.pop(camera_id, None)
+        if reader is not None:
+            reader.stop(2.0)
+        self.monitor.remove_camera(camera_id, forget=forget)
+        log.info("camera_stopped", camera=camera_id)
+
+    def _announce_cameras(self) -> None:
+        cameras = self.config.enabled_cameras()
+        faults = self.monitor.camera_faults()
+        for sink in self.sinks:
+            sink.set_cameras(cameras, faults)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+        self.batcher.start()
+        self.sampler.start()
+        for camera in self.config.enabled_cameras():
+            self._start_camera(camera)
+        self._announce_cameras()
+        log.info(
+            "daemon_started",
+            cameras=len(self._readers),
+            model=self.batcher.model_version,
+            config=str(self.config_path),
+        )
+        self._notifier.notify("READY=1")
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_: Any) -> None:
+        self._reload.set()
+        self._stop.set()  # wake the main loop; it tells the two apart
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def run_forever(self) -> None:
+        """Block until SIGTERM/SIGINT; handle reloads and the systemd watchdog meanwhile."""
+        interval = self._notifier.watchdog_interval or 5.0
+        while True:
+            self._stop.wait(interval)
+            if self._reload.is_set():
+                self._reload.clear()
+                self._stop.clear()
+                self.reload()
+                continue
+            if self._stop.is_set():
+                break
+            self._notifier.notify("WATCHDOG=1")
+        self.shutdown()
+
+    def reload(self) -> None:
+        """Apply the config file again: start added cameras, stop removed, restart changed."""
+        self._notifier.notify("RELOADING=1")
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload_rejected", config=str(self.config_path), error=str(exc))
+            self._notifier.notify("READY=1")
+            return
+        for section in ("mqtt", "model", "state_dir", "spool", "log"):
+            if getattr(new, section) != getattr(self.config, section):
+                log.warning("reload_section_needs_restart", section=section)
+                setattr(new, section, getattr(self.config, section))
+        old_ids = set(self._readers)
+        self.config = new
+        wanted = {c.id: c for c in new.enabled_cameras()}
+        for camera_id in sorted(old_ids - set(wanted)):
+            self._stop_camera(camera_id, forget=True)
+        restarted = []
+        for camera_id, camera in wanted.items():
+            if camera_id in old_ids and self._fingerprints.get(camera_id) != camera_fingerprint(new, camera):
+                self._stop_camera(camera_id, forget=False)
+                restarted.append(camera_id)
+            if camera_id not in self._readers:
+                self._start_camera(camera)
+        self._announce_cameras()
+        log.info(
+            "config_reloaded",
+            added=sorted(set(wanted) - old_ids),
+            removed=sorted(old_ids - set(wanted)),
+            restarted=sorted(restarted),
+        )
+        self._notifier.notify("READY=1")
+
+    def shutdown(self) -> None:
+        """Stop everything within ~5 s: readers, then pipeline, then sinks (offline + flush)."""
+        started = time.monotonic()
+        self._notifier.notify("STOPPING=1")
+        self.sampler.stop(1.0)
+        stoppers = [threading.Thread(target=r.stop, args=(2.0,), daemon=True) for r in self._readers.values()]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(max(0.1, 2.5 - (time.monotonic() - started)))
+        self.batcher.stop(1.0)
+        remaining = max(0.5, STOP_BUDGET - (time.monotonic() - started))
+        for sink in self.sinks:
+            sink.stop(timeout=remaining)
+        if self._spool is not None:
+            self._spool.close()
+        log.info("daemon_stopped", seconds=round(time.monotonic() - started, 2))
+
+
+def run(config_path: Path) -> int:
+    """Entry point of ``streamwatch run``: exit 0 on clean stop, 2 on bad config, 3 on start-up errors."""
+    from streamwatch.logsetup import configure_logging
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        configure_logging()
+        log.error("config_invalid", error=str(exc))
+        print(exc, flush=True)
+        return 2
+    configure_logging(config.log.level, config.log.format)
+    try:
+        daemon = Daemon(config_path, config)
+    except StartupError as exc:
+        log.error("startup_failed", error=str(exc))
+        return 3
+    daemon.install_signal_handlers()
+    daemon.start()
+    daemon.run_forever()
+    return 0

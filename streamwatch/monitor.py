@@ -1,0 +1,195 @@
+"""Detectors and per-camera state: turns samples into fault transitions for the sinks.
+
+For every sample the monitor gathers one confidence per fault:
+
+* ``frozen``: the temporal check (checks/temporal.py), or the classifier's
+  ``frozen`` class (a broken decode: smeared rows, grey/green blocks, torn
+  frames), whichever is higher;
+* the other image faults: the classifier's class probability when a model is
+  loaded; without one, the classical statistics (checks/classical.py) for the
+  faults they cover. The classifier outvotes the statistics: they are not mixed.
+* ``signal_lost``: from the sampler's clock, not from a picture.
+
+Active faults are saved in ``state_dir/faults.json`` so a restart neither raises
+a fault twice nor forgets to clear one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import structlog
+
+from streamwatch import CLASS_NAMES
+from streamwatch.checks.classical import classical_scores
+from streamwatch.checks.temporal import FrozenDetector
+from streamwatch.config import CameraConfig, Config
+from streamwatch.events import CameraStatus, FaultEvent, iso, utc_now
+from streamwatch.sinks.base import AlertSink
+from streamwatch.state import CameraState
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Camera:
+    config: CameraConfig
+    state: CameraState
+    frozen: FrozenDetector
+    online: bool = True  # until proven otherwise: the first sampler tick decides
+
+
+def fault_confidences(
+    probabilities: np.ndarray | None, frozen_score: float, image: np.ndarray | None
+) -> dict[str, float]:
+    """Combine the classifier, the temporal check and (without a model) classical statistics."""
+    if probabilities is not None:
+        scores = {name: float(p) for name, p in zip(CLASS_NAMES, probabilities) if name != "normal"}
+    else:
+        scores = classical_scores(image) if image is not None else {}
+    scores["frozen"] = max(frozen_score, scores.get("frozen", 0.0))
+    return scores
+
+
+class Monitor:
+    """Thread-safe: the sampler reports signal, the batcher reports samples."""
+
+    def __init__(self, sinks: Sequence[AlertSink], state_dir: Path | None, model_version: str | None = None):
+        self._sinks = list(sinks)
+        self._lock = threading.RLock()
+        self._cameras: dict[str, _Camera] = {}
+        self._state_file = state_dir / "faults.json" if state_dir is not None else None
+        self._saved = self._load_saved()
+        self.model_version = model_version
+
+    # -- camera set -------------------------------------------------------------------
+
+    def add_camera(self, config: Config, camera: CameraConfig) -> None:
+        with self._lock:
+            state = CameraState.create(camera.id, config.fault_settings(camera))
+            saved = self._saved.get(camera.id)
+            if saved:
+                state.restore(saved)
+            self._cameras[camera.id] = _Camera(
+                camera,
+                state,
+                FrozenDetector(
+                    config.camera_value(camera, "frozen_after"),
+                    config.camera_value(camera, "frozen_noise_floor"),
+                    config.camera_value(camera, "frozen_change_threshold"),
+                ),
+            )
+            self._publish_status(camera.id)
+
+    def remove_camera(self, camera_id: str, forget: bool = True) -> None:
+        """Stop tracking a camera; ``forget=False`` keeps its open faults for a restart."""
+        with self._lock:
+            self._cameras.pop(camera_id, None)
+            if forget:
+                self._saved.pop(camera_id, None)
+                self._save()
+
+    def camera_faults(self) -> dict[str, list[str]]:
+        with self._lock:
+            return {cid: list(cam.state.faults) for cid, cam in self._cameras.items()}
+
+    # -- observations -----------------------------------------------------------------
+
+    def observe_signal(self, camera_id: str, lost: bool) -> None:
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            if cam is None:
+                return
+            events = cam.state.observe({"signal_lost": 1.0 if lost else 0.0}, utc_now())
+            online = not cam.state.faults["signal_lost"].active if "signal_lost" in cam.state.faults else not lost
+            changed = online != cam.online
+            cam.online = online
+            if lost:
+                cam.frozen.reset()  # a frozen timer must not run across an outage
+            self._emit(cam, events, force_status=changed)
+
+    def observe_sample(self, camera_id: str, image: np.ndarray, captured_mono: float,
+                       motion: float | None, probabilities: np.ndarray | None) -> None:
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            if cam is None:
+                return
+            verdict = cam.frozen.update(image, captured_mono, motion)
+            scores = fault_confidences(probabilities, 1.0 if verdict.frozen else 0.0, image)
+            events = cam.state.observe(scores, utc_now())
+            self._emit(cam, events)
+
+    # -- output -----------------------------------------------------------------------
+
+    def _emit(self, cam: _Camera, events: list[FaultEvent], force_status: bool = False) -> None:
+        for event in events:
+            log.info(
+                "fault_" + event.state,
+                camera=event.camera,
+                fault=event.fault,
+                confidence=round(event.confidence, 3),
+                raised_at=iso(event.raised_at) if event.raised_at else None,
+            )
+            for sink in self._sinks:
+                sink.publish_event(event)
+        if events:
+            self._save()
+        if events or force_status:
+            self._publish_status(cam.config.id)
+
+    def status(self, camera_id: str) -> CameraStatus:
+        with self._lock:
+            cam = self._cameras[camera_id]
+            return CameraStatus(
+                camera=camera_id,
+                name=cam.config.display_name,
+                online=cam.online,
+                faults=cam.state.active(),
+                updated=utc_now(),
+                model=self.model_version,
+            )
+
+    def _publish_status(self, camera_id: str) -> None:
+        status = self.status(camera_id)
+        for sink in self._sinks:
+            sink.publish_status(status)
+
+    def publish_all_status(self) -> None:
+        with self._lock:
+            for camera_id in self._cameras:
+                self._publish_status(camera_id)
+
+    # -- persistence of open faults ---------------------------------------------------
+
+    def _load_saved(self) -> dict[str, dict[str, str]]:
+        if self._state_file is None or not self._state_file.exists():
+            return {}
+        try:
+            data = json.loads(self._state_file.read_text(encoding="utf-8"))
+            return {str(c): {str(f): str(t) for f, t in faults.items()} for c, faults in data.items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("fault_state_unreadable", path=str(self._state_file), error=str(exc))
+            return {}
+
+    def _save(self) -> None:
+        if self._state_file is None:
+            return
+        for cid, cam in self._cameras.items():
+            self._saved[cid] = {
+                f: iso(s.raised_at or datetime.now()) for f, s in cam.state.faults.items() if s.active
+            }
+        data = {cid: faults for cid, faults in self._saved.items() if faults}
+        tmp = self._state_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            os.replace(tmp, self._state_file)
+        except OSError as exc:
+            # Monitoring goes on; only the restart memory is lost.
+            log.error("fault_state_not_saved", path=str(self._state_file), error=str(exc))

@@ -1,0 +1,351 @@
+"""Build the labelled fault dataset from a folder of real footage.
+
+``build_dataset(src_dir, out_dir, seed)`` reads videos and stills, assigns
+every *source file* to exactly one of train / val / test (so frames of one clip
+never appear on both sides), then draws samples: a random frame, a random
+CCTV-shaped crop, a random output width (mostly 500-1280 px, sometimes 1080p
+or CIF), optional H.264-like blockiness, the class's degradation
+(:mod:`streamwatch.train.degrade`) and a final JPEG at quality 75-95.
+
+Output layout (also what ``streamwatch evaluate --data`` reads)::
+
+    out_dir/{train,val,test}/{class}/{split}_{index:06d}.jpg
+    out_dir/dataset.json     seed, split of source files, counts, sample table
+
+Labelling rules read from ``MANIFEST.tsv`` (content column) when present:
+
+* grayscale / monochrome cameras and single-channel stills are genuine
+  ``monochrome`` examples: they only ever produce ``monochrome`` samples (and
+  any source whose decoded pixels have no chroma is treated the same way);
+* the deliberately defocused first shot of a clip is dropped (frames before
+  the first hard cut);
+* severely compressed footage is excluded (it is neither clean ``normal`` nor
+  one of our faults);
+* night and low-texture footage stays ``normal`` (hard negatives).
+
+Everything is deterministic given ``seed`` (NumPy generators seeded per
+sample), independent of the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from streamwatch import CLASS_NAMES
+from streamwatch.train import degrade as dg
+
+VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".webm", ".ts", ".flv"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+SPLITS = ("train", "val", "test")
+MAX_STILL_WIDTH = 2560  # sources are cached at most this wide (outputs are <= 1920)
+
+
+@dataclass
+class Source:
+    path: Path
+    rel: str
+    kind: str  # "video" | "still"
+    role: str  # "normal" | "mono" | "excluded"
+    group: str
+    note: str = ""
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+
+
+def _read_manifest(src_dir: Path) -> dict[str, tuple[str, str]]:
+    """file -> (format, content) from MANIFEST.tsv if present."""
+    out: dict[str, tuple[str, str]] = {}
+    man = src_dir / "MANIFEST.tsv"
+    if not man.exists():
+        return out
+    for line in man.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) >= 6:
+            out[cols[0]] = (cols[4], cols[5])
+    return out
+
+
+def _role_from_manifest(fmt: str, content: str) -> tuple[str, str]:
+    c = content.lower()
+    if re.search(r"\b(grayscale|greyscale|monochrome)\b", c) or fmt.strip().endswith(" L"):
+        return "mono", "grayscale source -> monochrome only"
+    if "severely compressed" in c or "heavy compression" in c or "heavily compressed" in c:
+        return "excluded", "severe compression: neither clean normal nor a fault class"
+    return "normal", ""
+
+
+def _group_key(rel: str) -> str:
+    """Files that differ only in a final digit (consecutive frames such as
+    basketball1/2, aero1/3) are one group and land in the same split."""
+    stem = Path(rel).stem
+    return re.sub(r"\d$", "", stem)
+
+
+def discover_sources(src_dir: Path) -> list[Source]:
+    src_dir = Path(src_dir)
+    manifest = _read_manifest(src_dir)
+    sources: list[Source] = []
+    for p in sorted(src_dir.rglob("*")):
+        if not p.is_file() or "licenses" in p.parts:
+            continue
+        ext = p.suffix.lower()
+        kind = "video" if ext in VIDEO_EXT else "still" if ext in IMAGE_EXT else None
+        if kind is None:
+            continue
+        rel = p.relative_to(src_dir).as_posix()
+        fmt, content = manifest.get(rel, ("", ""))
+        role, note = _role_from_manifest(fmt, content)
+        if "defocus" in content.lower() and "first shot" in content.lower():
+            note = "first shot deliberately defocused: frames before the first cut dropped"
+        sources.append(Source(p, rel, kind, role, _group_key(rel), note))
+    return sources
+
+
+def _first_cut(frames: list[np.ndarray]) -> int:
+    """Index of the first frame after the first hard cut (0 if none found)."""
+    prev = None
+    for i, f in enumerate(frames):
+        g = cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if prev is not None and float(np.abs(g - prev).mean()) > 25.0:
+            return i
+        prev = g
+    return 0
+
+
+def _chroma(img: np.ndarray) -> float:
+    f = img.astype(np.int16)
+    return float(np.abs(f[:, :, 0] - f[:, :, 1]).mean() + np.abs(f[:, :, 1] - f[:, :, 2]).mean())
+
+
+def load_source(src: Source, max_frames: int = 400) -> None:
+    """Decode the source's frames into ``src.frames`` (BGR uint8)."""
+    frames: list[np.ndarray] = []
+    if src.kind == "video":
+        cap = cv2.VideoCapture(str(src.path))
+        while len(frames) < max_frames:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f)
+        cap.release()
+        if src.note.startswith("first shot"):
+            frames = frames[_first_cut(frames) :]
+    else:
+        f = cv2.imread(str(src.path), cv2.IMREAD_COLOR)
+        if f is not None:
+            if f.shape[1] > MAX_STILL_WIDTH:
+                k = MAX_STILL_WIDTH / f.shape[1]
+                f = cv2.resize(f, (MAX_STILL_WIDTH, round(f.shape[0] * k)), interpolation=cv2.INTER_AREA)
+            frames.append(f)
+    if not frames:
+        src.role, src.note = "excluded", "could not be decoded"
+    elif src.role == "normal" and _chroma(frames[len(frames) // 2]) < 1.0:
+        src.role, src.note = "mono", "no chroma in decoded pixels -> monochrome only"
+    src.frames = frames
+
+
+def split_sources(sources: list[Source], seed: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, list[Source]]:
+    """Assign groups of source files to splits, stratified by (kind, role)."""
+    rng = np.random.default_rng([seed, 7])
+    out: dict[str, list[Source]] = {s: [] for s in SPLITS}
+    strata: dict[tuple[str, str], list[str]] = {}
+    groups: dict[str, list[Source]] = {}
+    for s in sources:
+        if s.role == "excluded":
+            continue
+        if s.group not in groups:
+            strata.setdefault((s.kind, s.role), []).append(s.group)
+        groups.setdefault(s.group, []).append(s)
+    for key in sorted(strata):
+        gs = sorted(strata[key])
+        rng.shuffle(gs)
+        n = len(gs)
+        n_val = int(round(n * fractions[1])) if n >= 3 else 0
+        n_test = int(round(n * fractions[2])) if n >= 3 else 0
+        if n >= 3:
+            n_val, n_test = max(n_val, 1), max(n_test, 1)
+        elif n == 2:
+            n_test = 1
+        for i, g in enumerate(gs):
+            split = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+            out[split].extend(groups[g])
+    for k in out:
+        out[k].sort(key=lambda s: s.rel)
+    return out
+
+
+# ------------------------------------------------------------------ samples
+
+_ASPECTS = (16 / 9, 4 / 3)
+
+
+def _target_size(rng: np.random.Generator, sw: int, sh: int) -> tuple[int, int, int, int]:
+    """(crop w, crop h, out w, out h) for a source of sw x sh."""
+    r = rng.random()
+    if r < 0.8:
+        out_w = int(rng.integers(500, 1281))
+    elif r < 0.9:
+        out_w = 1920
+    else:
+        out_w = int(rng.choice([352, 704]))
+    a = rng.random()
+    aspect = _ASPECTS[0] if a < 0.5 else _ASPECTS[1] if a < 0.85 else float(rng.uniform(1.2, 2.0))
+    cw_max = min(sw, int(sh * aspect))
+    out_w = min(out_w, int(cw_max * 1.25))  # never upscale more than 1.25x
+    out_w = max(out_w, min(160, cw_max))
+    lo = min(cw_max, out_w * 0.9)
+    cw = int(np.exp(rng.uniform(np.log(max(lo, 16)), np.log(max(cw_max, 16)))))
+    cw = max(16, min(cw, cw_max))
+    ch = max(16, min(sh, int(round(cw / aspect))))
+    out_h = max(16, int(round(out_w * ch / cw)))
+    return cw, ch, out_w, out_h
+
+
+def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int, int, int], xy: tuple[int, int] | None = None) -> np.ndarray:
+    cw, ch, ow, oh = geom
+    h, w = img.shape[:2]
+    if xy is None:
+        xy = (int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)))
+    x, y = xy
+    crop = img[y : y + ch, x : x + cw]
+    interp = cv2.INTER_AREA if ow < cw else cv2.INTER_LINEAR
+    return cv2.resize(crop, (ow, oh), interpolation=interp)
+
+
+# Sources are held by the worker processes (set before forking).
+_WORK: dict[str, list[Source]] = {}
+
+
+def _make_sample(task: tuple[str, int, int, str, str]) -> dict:
+    split, index, seed, label, out_path = task
+    rng = np.random.default_rng([seed, SPLITS.index(split), index])
+    srcs = _WORK[split]
+    mono = [s for s in srcs if s.role == "mono"]
+    colour = [s for s in srcs if s.role == "normal"]
+    use_mono = label == "monochrome" and mono and rng.random() < 0.35
+    src = mono[int(rng.integers(len(mono)))] if use_mono else colour[int(rng.integers(len(colour)))]
+    fi = int(rng.integers(len(src.frames)))
+    frame = src.frames[fi]
+    sh, sw = frame.shape[:2]
+    geom = _target_size(rng, sw, sh)
+    x = int(rng.integers(0, sw - geom[0] + 1))
+    y = int(rng.integers(0, sh - geom[1] + 1))
+    img = _crop_resize(frame, rng, geom, (x, y))
+    if rng.random() < 0.5:
+        img = img[:, ::-1].copy()
+        flipped = True
+    else:
+        flipped = False
+    blocky = rng.random() < 0.25
+    if blocky:
+        img = dg.blockiness(img, rng)
+    other = None
+    if label == "frozen" and len(src.frames) > 1:
+        fj = int(np.clip(fi + rng.choice([-1, 1]) * rng.integers(3, 40), 0, len(src.frames) - 1))
+        other = _crop_resize(src.frames[fj], rng, geom, (x, y))
+        if flipped:
+            other = other[:, ::-1].copy()
+    if use_mono:
+        out = dg.normal(img, rng)
+        out = dg.monochrome(out, rng)  # decoded gray video can carry tiny chroma noise
+    else:
+        out = dg.degrade(img, label, rng, other=other)
+    q = int(rng.integers(75, 96))
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(out_path, out, [cv2.IMWRITE_JPEG_QUALITY, q]):
+        raise RuntimeError(f"could not write {out_path}")
+    return {"file": out_path, "split": split, "label": label, "source": src.rel, "frame": fi,
+            "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky}
+
+
+def build_dataset(
+    src_dir: str | Path,
+    out_dir: str | Path,
+    seed: int = 0,
+    per_class: dict[str, int] | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Build the dataset; returns the summary also written to dataset.json.
+
+    ``per_class`` maps split -> number of samples per class (default
+    train 1500, val 150, test 300).
+    """
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    per_class = per_class or {"train": 1500, "val": 150, "test": 300}
+    sources = discover_sources(src_dir)
+    if not sources:
+        raise FileNotFoundError(f"no videos or stills found under {src_dir}")
+    for s in sources:
+        load_source(s)
+    splits = split_sources(sources, seed)
+    for split in SPLITS:
+        if per_class.get(split, 0) and not any(s.role == "normal" for s in splits[split]):
+            raise ValueError(f"split {split!r} has no colour source; need more footage")
+    _WORK.clear()
+    _WORK.update(splits)
+    tasks = []
+    for split in SPLITS:
+        n = per_class.get(split, 0)
+        for i in range(n * len(CLASS_NAMES)):
+            label = CLASS_NAMES[i % len(CLASS_NAMES)]
+            tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg")))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    it: Iterable[dict]
+    if workers > 1:
+        ctx = mp.get_context("fork")
+        pool = ctx.Pool(workers)
+        it = pool.imap(_make_sample, tasks, chunksize=16)
+    else:
+        pool = None
+        it = map(_make_sample, tasks)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(tasks), desc="dataset", unit="img")
+    try:
+        rows = list(it)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    summary = {
+        "seed": seed,
+        "src_dir": str(src_dir),
+        "per_class": per_class,
+        "classes": list(CLASS_NAMES),
+        "sources": {split: [{"file": s.rel, "kind": s.kind, "role": s.role, "frames": len(s.frames), "note": s.note}
+                            for s in splits[split]] for split in SPLITS},
+        "excluded": [{"file": s.rel, "note": s.note} for s in sources if s.role == "excluded"],
+        "counts": {split: {c: sum(1 for r in rows if r["split"] == split and r["label"] == c) for c in CLASS_NAMES}
+                   for split in SPLITS},
+    }
+    (out_dir / "dataset.json").write_text(json.dumps(summary, indent=1))
+    with open(out_dir / "samples.csv", "w", newline="") as fh:
+        if rows:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return summary
+
+
+def list_images(data_dir: str | Path) -> list[tuple[Path, int]]:
+    """(path, class index) for every image under data_dir/<class name>/."""
+    data_dir = Path(data_dir)
+    out = []
+    for ci, c in enumerate(CLASS_NAMES):
+        d = data_dir / c
+        if d.is_dir():
+            out += [(p, ci) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_EXT]
+    return out

@@ -1,0 +1,287 @@
+"""Pseudo-anomaly synthesis (seed 001's idea): make each fault class by
+degrading real normal frames with randomised type and severity.
+
+NumPy/OpenCV only, so the site trainer can reuse it without torch. Every
+function takes and returns a BGR uint8 image and draws its randomness from a
+``numpy.random.Generator``, so a seed reproduces a sample exactly.
+
+Severities span from slightly *below* the minimum severities of issue 3
+upward, so the decision boundary is learned around the thresholds:
+
+=================  ==========================================  ==============
+class              issue minimum                                we sample
+=================  ==========================================  ==============
+overexposed        x2.2 linear light, large areas clipped       x2.0-6.0, >=12 % clipped
+blurred            gauss sigma 2.5 px @768 (scaled), disk r 4,  sigma 2.2-7 @768, r 3.5-12,
+                   motion 9 px                                  motion 8-30 px (+ mixes)
+color_cast         gain >=1.35 with others <=0.85, tint >=25 %  gain 1.3-1.9 / 0.5-0.88, tint 22-60 %
+gaussian_noise     sigma >= 12/255, colour or luma              sigma 10-35, colour or luma
+salt_pepper        >= 1 % of pixels                              0.8-8 %
+monochrome         chroma removed entirely                      several luma formulas
+frozen             rows smeared / grey-green macroblocks /      all three, boundary at
+                   torn frame from another shifted frame        25-85 % of the height
+=================  ==========================================  ==============
+
+``normal`` gets only mild, in-spec changes (exposure, saturation, slight
+noise/softness far below the fault thresholds) so that it stays normal.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from streamwatch import CLASS_NAMES
+
+Rng = np.random.Generator
+
+_GAMMA = 2.2
+
+
+def _to_linear(img: np.ndarray) -> np.ndarray:
+    return (img.astype(np.float32) / 255.0) ** _GAMMA
+
+
+def _from_linear(lin: np.ndarray) -> np.ndarray:
+    return (np.clip(lin, 0.0, 1.0) ** (1.0 / _GAMMA) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------- faults
+
+
+def overexpose(img: np.ndarray, rng: Rng, gain: float | None = None, min_clipped: float = 0.12) -> np.ndarray:
+    """Exposure x gain in linear light with clipping. The gain is raised (up to
+    x12) until at least ``min_clipped`` of the pixels are clipped, so the
+    result is unmistakably over-exposed even for dark scenes."""
+    g = float(gain if gain is not None else rng.uniform(2.0, 6.0))
+    lin = _to_linear(img)
+    luma = lin.max(axis=2)
+    while g < 12.0 and float((luma * g >= 1.0).mean()) < min_clipped:
+        g *= 1.25
+    out = lin * g
+    if rng.random() < 0.3:  # a little veiling glare / lifted blacks
+        out = out + rng.uniform(0.02, 0.15)
+    return _from_linear(out)
+
+
+def _scale(w: int) -> float:
+    return w / 768.0
+
+
+def gaussian_blur(img: np.ndarray, rng: Rng, sigma: float | None = None) -> np.ndarray:
+    s = float(sigma if sigma is not None else rng.uniform(2.2, 7.0) * _scale(img.shape[1]))
+    return cv2.GaussianBlur(img, (0, 0), sigmaX=max(s, 0.5))
+
+
+def defocus_blur(img: np.ndarray, rng: Rng, radius: float | None = None) -> np.ndarray:
+    r = float(radius if radius is not None else rng.uniform(3.5, max(12.0, 10.0 * _scale(img.shape[1]))))
+    k = int(np.ceil(r)) * 2 + 1
+    yy, xx = np.mgrid[:k, :k] - k // 2
+    disk = (xx * xx + yy * yy <= r * r).astype(np.float32)
+    disk = cv2.GaussianBlur(disk, (0, 0), 0.5)  # anti-aliased edge
+    return cv2.filter2D(img, -1, disk / disk.sum(), borderType=cv2.BORDER_REFLECT)
+
+
+def motion_blur(img: np.ndarray, rng: Rng, length: float | None = None, angle: float | None = None) -> np.ndarray:
+    n = float(length if length is not None else rng.uniform(8.0, 30.0) * max(1.0, _scale(img.shape[1]) ** 0.5))
+    a = float(angle if angle is not None else rng.uniform(0, 180))
+    k = int(np.ceil(n)) | 1
+    kern = np.zeros((k, k), np.float32)
+    c = k // 2
+    dx, dy = np.cos(np.deg2rad(a)), np.sin(np.deg2rad(a))
+    for t in np.linspace(-n / 2, n / 2, max(2 * k, 3)):
+        kern[int(round(c + t * dy)) % k, int(round(c + t * dx)) % k] = 1.0
+    return cv2.filter2D(img, -1, kern / kern.sum(), borderType=cv2.BORDER_REFLECT)
+
+
+def blur(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """Gaussian, defocus, motion, or camera shake (motion + defocus)."""
+    kind = rng.choice(["gaussian", "defocus", "motion", "shake"], p=[0.3, 0.3, 0.25, 0.15])
+    if kind == "gaussian":
+        return gaussian_blur(img, rng)
+    if kind == "defocus":
+        return defocus_blur(img, rng)
+    if kind == "motion":
+        return motion_blur(img, rng)
+    out = motion_blur(img, rng, length=rng.uniform(6.0, 20.0))
+    return defocus_blur(out, rng, radius=rng.uniform(2.5, 6.0))
+
+
+def color_cast(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """One channel up, the others down (gains), or a colour tint blend."""
+    if rng.random() < 0.55:
+        gains = rng.uniform(0.5, 0.88, size=3)
+        ch = int(rng.integers(3))
+        gains[ch] = rng.uniform(1.3, 1.9)
+        if rng.random() < 0.3:  # sometimes two channels up (e.g. yellow / magenta cast)
+            ch2 = (ch + int(rng.integers(1, 3))) % 3
+            gains[ch2] = rng.uniform(1.1, 1.6)
+        if rng.random() < 0.5:
+            return _from_linear(_to_linear(img) * gains[None, None, :] ** _GAMMA)
+        return _u8(img.astype(np.float32) * gains[None, None, :])
+    alpha = rng.uniform(0.22, 0.6)
+    hue = int(rng.integers(0, 180))
+    tint = cv2.cvtColor(np.uint8([[[hue, int(rng.integers(170, 256)), int(rng.integers(140, 256))]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    if rng.random() < 0.5:  # multiply-style tint keeps the shading
+        luma = img.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
+        target = luma * tint.astype(np.float32)[None, None, :] * 1.6
+    else:
+        target = np.broadcast_to(tint.astype(np.float32), img.shape)
+    return _u8((1 - alpha) * img.astype(np.float32) + alpha * target)
+
+
+def gaussian_noise(img: np.ndarray, rng: Rng, sigma: float | None = None, color: bool | None = None) -> np.ndarray:
+    s = float(sigma if sigma is not None else rng.uniform(10.0, 35.0))
+    colour = bool(color if color is not None else rng.random() < 0.5)
+    h, w = img.shape[:2]
+    if colour:
+        noise = rng.standard_normal((h, w, 3), dtype=np.float32) * s
+    else:
+        noise = np.repeat(rng.standard_normal((h, w, 1), dtype=np.float32) * s, 3, axis=2)
+    return _u8(img.astype(np.float32) + noise)
+
+
+def salt_pepper(img: np.ndarray, rng: Rng, amount: float | None = None) -> np.ndarray:
+    p = float(amount if amount is not None else rng.uniform(0.008, 0.08))
+    h, w = img.shape[:2]
+    out = img.copy()
+    salt_share = rng.uniform(0.2, 0.8) if rng.random() < 0.8 else float(rng.choice([0.0, 1.0]))
+    if rng.random() < 0.8:  # whole-pixel impulses
+        mask = rng.random((h, w), dtype=np.float32) < p
+        salt = rng.random((h, w), dtype=np.float32) < salt_share
+        out[mask & salt] = 255
+        out[mask & ~salt] = 0
+    else:  # per-channel impulses (coloured dots)
+        mask = rng.random((h, w, 3), dtype=np.float32) < p / 2
+        salt = rng.random((h, w, 3), dtype=np.float32) < salt_share
+        out[mask & salt] = 255
+        out[mask & ~salt] = 0
+    return out
+
+
+def monochrome(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """Chroma removed entirely, with one of several luma formulas."""
+    f = img.astype(np.float32)
+    kind = int(rng.integers(4))
+    if kind == 0:
+        y = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    elif kind == 1:
+        y = f.mean(axis=2)
+    elif kind == 2:  # BT.709
+        y = 0.0722 * f[:, :, 0] + 0.7152 * f[:, :, 1] + 0.2126 * f[:, :, 2]
+    else:  # HSV value / lightness-like
+        y = 0.5 * (f.max(axis=2) + f.min(axis=2))
+    y8 = _u8(y)
+    return np.repeat(y8[:, :, None], 3, axis=2)
+
+
+def frozen(img: np.ndarray, rng: Rng, other: np.ndarray | None = None) -> np.ndarray:
+    """Broken decode: smeared rows, grey/green macroblocks, or a torn frame.
+
+    ``other`` is another frame of the same source (for videos); without it a
+    shifted copy of ``img`` is used for the torn-frame mode.
+    """
+    h, w = img.shape[:2]
+    out = img.copy()
+    y0 = int(h * rng.uniform(0.25, 0.85))
+    kind = rng.choice(["smear", "blocks", "torn"], p=[0.34, 0.33, 0.33])
+    if kind == "smear":
+        row = img[max(y0 - 1, 0) : y0].astype(np.float32)
+        fill = np.repeat(row, h - y0, axis=0)
+        if rng.random() < 0.4:  # slowly drifting smear
+            fill = fill + rng.normal(0, 2.0, size=(h - y0, 1, 1)).cumsum(axis=0).astype(np.float32)
+        out[y0:] = _u8(fill)
+        if rng.random() < 0.3:  # a few macroblock rows of garbage at the boundary
+            b = 16
+            yb = (y0 // b) * b
+            out[yb : yb + b] = _u8(out[yb : yb + b].astype(np.float32) * rng.uniform(0.5, 1.5))
+    elif kind == "blocks":
+        b = int(rng.choice([8, 16, 16, 32]))
+        yb = (y0 // b) * b
+        green = np.array([0, 135, 0], np.float32)
+        grey = np.array([128, 128, 128], np.float32)
+        base = green if rng.random() < 0.5 else grey
+        region = np.empty((h - yb, w, 3), np.float32)
+        region[:] = base
+        nby, nbx = (h - yb + b - 1) // b, (w + b - 1) // b
+        jitter = rng.normal(0, rng.uniform(0, 12), size=(nby, nbx, 1)).astype(np.float32)
+        region += np.repeat(np.repeat(jitter, b, 0), b, 1)[: h - yb, :w]
+        if rng.random() < 0.5:  # some blocks keep stale / wrong content
+            keep = rng.random((nby, nbx)) < rng.uniform(0.05, 0.3)
+            kmask = np.repeat(np.repeat(keep, b, 0), b, 1)[: h - yb, :w]
+            region[kmask] = img[yb:][kmask]
+        out[yb:] = _u8(region)
+    else:
+        src = other if other is not None and other.shape == img.shape else img
+        dx = int(rng.choice([-1, 1]) * w * rng.uniform(0.04, 0.3))
+        dy = int(rng.choice([-1, 1]) * h * rng.uniform(0.0, 0.1))
+        shifted = np.roll(src, (dy, dx), axis=(0, 1))
+        out[y0:] = shifted[y0:]
+    return out
+
+
+def normal(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """Mild, in-spec variations that must stay ``normal``."""
+    out = img
+    if rng.random() < 0.4:  # exposure change well below x2.2 in linear light
+        out = _from_linear(_to_linear(out) * rng.uniform(0.5, 1.5))
+    if rng.random() < 0.3:  # saturation change, never close to removal
+        hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV).astype(np.float32)
+        hsv[:, :, 1] *= rng.uniform(0.6, 1.3)
+        out = cv2.cvtColor(_u8(hsv), cv2.COLOR_HSV2BGR)
+    if rng.random() < 0.2:  # small white-balance error
+        g = rng.uniform(0.93, 1.07, size=3)
+        out = _u8(out.astype(np.float32) * g[None, None, :])
+    if rng.random() < 0.2:  # sensor noise far below sigma 12
+        out = gaussian_noise(out, rng, sigma=rng.uniform(1.0, 4.0))
+    if rng.random() < 0.15:  # slight softness far below the blur threshold
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 0.8))
+    return out
+
+
+DEGRADATIONS: dict[str, Callable[..., np.ndarray]] = {
+    "normal": normal,
+    "frozen": frozen,
+    "overexposed": overexpose,
+    "blurred": blur,
+    "color_cast": color_cast,
+    "gaussian_noise": gaussian_noise,
+    "salt_pepper": salt_pepper,
+    "monochrome": monochrome,
+}
+assert tuple(DEGRADATIONS) == CLASS_NAMES
+
+
+def degrade(img: np.ndarray, label: str, rng: Rng, other: np.ndarray | None = None) -> np.ndarray:
+    """Apply the degradation of class ``label`` (randomised type and severity)."""
+    if label not in DEGRADATIONS:
+        raise ValueError(f"unknown class {label!r}")
+    if label == "frozen":
+        return frozen(img, rng, other=other)
+    return DEGRADATIONS[label](img, rng)
+
+
+# ------------------------------------------------------------- compression
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+def blockiness(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """H.264-like coding loss before the fault: strong JPEG, sometimes after a
+    half-resolution round trip (soft, blocky stream)."""
+    out = img
+    if rng.random() < 0.3:
+        h, w = img.shape[:2]
+        out = cv2.resize(cv2.resize(out, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR)
+    return jpeg(out, int(rng.integers(35, 71)))
