@@ -1,0 +1,279 @@
+"""A durable, bounded FIFO of event payloads: what the MQTT sink has not yet delivered.
+
+Backed by one SQLite file in WAL mode with ``synchronous=FULL``: ``put`` returns only
+after the row is committed, so neither a ``kill -9`` of the daemon nor a power cut loses an
+event that was put. Keys are SQLite ``AUTOINCREMENT`` ids, so they only ever grow (also
+across restarts) and order the queue; ``peek`` reads oldest first and ``ack`` deletes.
+
+Bounded: beyond ``max_events`` the OLDEST events are dropped, with one warning line per
+``put`` that dropped (an alert lost is worth a line; the count says how many).
+
+Degrades instead of crashing: if the file cannot be opened or written (read-only or
+missing state directory, disk full, I/O error), one clear error is logged and the spool
+continues as an in-memory queue with the same bound, keeping every event it already held
+that can still be read. Events are then lost on restart, which the error line says.
+
+Thread-safe: the daemon's threads ``put`` while the sink's delivery thread peeks and acks.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS events (key INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL)"
+
+
+class Spool:
+    """Durable bounded FIFO of JSON-serialisable dicts (see module docstring)."""
+
+    def __init__(self, path: Path | str, max_events: int):
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self.path = Path(path)
+        self.max_events = int(max_events)
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._memory: OrderedDict[int, dict[str, Any]] | None = None
+        self._next_key = 1  # used in memory mode only
+        self._count = 0
+        self.dropped_total = 0
+        self._closed = False
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self._degrade(exc, during="open")
+
+    # -- public API -----------------------------------------------------------------
+
+    @property
+    def durable(self) -> bool:
+        """True while events are kept on disk (False after degrading to memory)."""
+        return self._db is not None
+
+    def put(self, payload: dict[str, Any]) -> int:
+        """Append one payload; returns its key. Never raises for storage problems."""
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("spool is closed")
+            if self._db is not None:
+                try:
+                    return self._db_put(text)
+                except sqlite3.Error as exc:
+                    self._degrade(exc, during="put")
+            return self._mem_put(json.loads(text))
+
+    def peek(self, limit: int, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` oldest entries with key > ``after``, oldest first."""
+        if limit <= 0:
+            return []
+        with self._lock:
+            if self._closed:
+                return []
+            if self._db is not None:
+                try:
+                    rows = self._db.execute(
+                        "SELECT key, payload FROM events WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    self._degrade(exc, during="peek")
+                else:
+                    return self._decode_rows(rows)
+            assert self._memory is not None
+            out = []
+            for key, payload in self._memory.items():
+                if key > after:
+                    out.append((key, dict(payload)))
+                    if len(out) >= limit:
+                        break
+            return out
+
+    def ack(self, key: int) -> None:
+        """Delete one delivered entry (unknown keys are ignored: dropped or already acked)."""
+        self.ack_many((key,))
+
+    def ack_many(self, keys: Iterable[int]) -> None:
+        """Delete several delivered entries in one transaction."""
+        keys = list(keys)
+        if not keys:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            if self._db is not None:
+                try:
+                    with self._db:
+                        cur = self._db.executemany("DELETE FROM events WHERE key = ?", [(k,) for k in keys])
+                    self._count = max(0, self._count - max(cur.rowcount, 0))
+                    return
+                except sqlite3.Error as exc:
+                    self._degrade(exc, during="ack")
+            assert self._memory is not None
+            for k in keys:
+                self._memory.pop(k, None)
+            self._count = len(self._memory)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._count
+
+    def close(self) -> None:
+        """Close the file. Idempotent. Everything not acked stays on disk for the next run."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._db is not None:
+                try:
+                    self._db.close()
+                except sqlite3.Error:  # pragma: no cover - nothing useful to do at exit
+                    pass
+                self._db = None
+
+    def __repr__(self) -> str:
+        mode = "disk" if self._db is not None else "memory"
+        return f"Spool({str(self.path)!r}, max_events={self.max_events}, {mode}, len={self._count})"
+
+    # -- SQLite ---------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) or not self.path.exists():
+                raise
+            # Not a database (corrupted or a foreign file): keep it for inspection, start afresh.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            self.path.rename(aside)
+            log.error("spool file unreadable, moved aside", path=str(self.path), moved_to=str(aside), error=str(exc))
+            db = self._connect()
+        self._db = db
+        self._count = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        if self._count > self.max_events:
+            with self._lock:
+                self._trim()
+        if self._count:
+            log.info("spool has undelivered events from a previous run", path=str(self.path), events=self._count)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=5.0, isolation_level="DEFERRED", check_same_thread=False)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot enable WAL journal (got {mode!r})")
+            db.execute("PRAGMA synchronous=FULL")
+            with db:
+                db.execute(_SCHEMA)
+                # A real write, so a read-only file or directory fails here and not at the first event.
+                db.execute("PRAGMA user_version=1")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _db_put(self, text: str) -> int:
+        assert self._db is not None
+        with self._db:
+            key = self._db.execute("INSERT INTO events (payload) VALUES (?)", (text,)).lastrowid
+            self._count += 1
+            try:
+                self._trim()
+            except BaseException:
+                self._count -= 1
+                raise
+        return int(key)
+
+    def _trim(self) -> None:
+        excess = self._count - self.max_events
+        if excess <= 0:
+            return
+        if self._db is not None:
+            self._db.execute(
+                "DELETE FROM events WHERE key IN (SELECT key FROM events ORDER BY key LIMIT ?)", (excess,)
+            )
+        else:
+            assert self._memory is not None
+            for _ in range(excess):
+                self._memory.popitem(last=False)
+        self._count -= excess
+        self.dropped_total += excess
+        log.warning(
+            "spool full, dropped oldest undelivered events",
+            dropped=excess,
+            dropped_total=self.dropped_total,
+            max_events=self.max_events,
+        )
+
+    def _decode_rows(self, rows: list[tuple[int, str]]) -> list[tuple[int, dict[str, Any]]]:
+        out = []
+        for key, text in rows:
+            try:
+                payload = json.loads(text)
+                if not isinstance(payload, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                # Only possible if the file was edited or damaged; say so rather than loop on it.
+                log.error("spool entry unreadable, discarded", key=key, error=str(exc))
+                self.ack(key)
+                continue
+            out.append((int(key), payload))
+        return out
+
+    # -- memory fallback ------------------------------------------------------------
+
+    def _mem_put(self, payload: dict[str, Any]) -> int:
+        assert self._memory is not None
+        key = self._next_key
+        self._next_key += 1
+        self._memory[key] = payload
+        self._count = len(self._memory)
+        self._trim()
+        return key
+
+    def _degrade(self, exc: BaseException, during: str) -> None:
+        """Switch to an in-memory queue, keeping whatever can still be read from the file."""
+        kept: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        next_key = 1
+        if self._db is not None:
+            try:
+                rows = self._db.execute("SELECT key, payload FROM events ORDER BY key").fetchall()
+                for key, text in rows:
+                    try:
+                        kept[int(key)] = json.loads(text)
+                    except ValueError:
+                        pass
+                row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                next_key = int(row[0]) + 1 if row else 1
+            except sqlite3.Error:
+                pass
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
+        if kept:
+            next_key = max(next_key, max(kept) + 1)
+        self._memory = kept
+        self._next_key = next_key
+        self._count = len(kept)
+        log.error(
+            "spool file not usable; queueing events in memory only (they will not survive a restart)",
+            path=str(self.path),
+            during=during,
+            error=f"{type(exc).__name__}: {exc}",
+            kept_events=len(kept),
+            hint="check that the state directory exists, is writable by the daemon and its disk is not full",
+        )
+        self._trim()
