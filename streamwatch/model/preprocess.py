@@ -111,13 +111,13 @@ def _tile_positions(h: int, w: int, s: int, small: np.ndarray, tiles: int) -> li
     return [(cands[i][1], cands[i][2]) for i in picks]
 
 
-def make_views_u8(frame_bgr: np.ndarray, geometry: Geometry = DEFAULT_GEOMETRY) -> np.ndarray:
-    """As :func:`make_views` but uint8 (V, 3, S, S) before normalisation."""
+def _views_and_boxes(frame_bgr: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
     frame = _as_bgr(np.asarray(frame_bgr))
     if frame.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {frame.dtype}")
     s = geometry.size
     h, w = frame.shape[:2]
+    k = 1.0
     if h < s or w < s:  # tiny frames (e.g. QCIF): upscale so a tile fits
         k = s / min(h, w)
         frame = cv2.resize(frame, (max(s, round(w * k)), max(s, round(h * k))), interpolation=cv2.INTER_LINEAR)
@@ -125,9 +125,21 @@ def make_views_u8(frame_bgr: np.ndarray, geometry: Geometry = DEFAULT_GEOMETRY) 
     small = _reduce(frame, s)
     out = np.empty((geometry.views, s, s, 3), np.uint8)
     out[0] = cv2.resize(small, (s, s), interpolation=cv2.INTER_AREA)
+    boxes = []
     for j, (y, x) in enumerate(_tile_positions(h, w, s, small, geometry.tiles), start=1):
         out[j] = frame[y : y + s, x : x + s]
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        boxes.append((x / k, y / k, s / k))
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), boxes
+
+
+def make_views_u8(frame_bgr: np.ndarray, geometry: Geometry = DEFAULT_GEOMETRY) -> np.ndarray:
+    """As :func:`make_views` but uint8 (V, 3, S, S) before normalisation."""
+    return _views_and_boxes(frame_bgr, geometry)[0]
+
+
+def tile_boxes(frame_bgr: np.ndarray, geometry: Geometry = DEFAULT_GEOMETRY) -> list[tuple[float, float, float]]:
+    """(x, y, side) of each tile view in the frame's own pixel coordinates."""
+    return _views_and_boxes(frame_bgr, geometry)[1]
 
 
 def normalize(views_u8: np.ndarray) -> np.ndarray:

@@ -1,0 +1,151 @@
+"""onnxruntime wrapper used by the daemon (no torch).
+
+    clf = Classifier()                    # shipped streamwatch/assets/model.onnx
+    probs = clf.predict([frame_bgr, ...])  # (N, 8) softmax, order clf.classes
+
+Everything that can be wrong with the model file (missing, truncated, not
+ONNX, wrong or missing metadata, wrong input/output shape) raises
+:class:`ModelLoadError` from the constructor, naming the path and the problem,
+so a bad model is caught at start-up and never crashes a running daemon.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from streamwatch import CLASS_NAMES
+from streamwatch.model.preprocess import Geometry, make_views
+
+#: Metadata keys written by ``streamwatch export`` and required here.
+META_CLASSES = "streamwatch.classes"
+META_GEOMETRY = "streamwatch.geometry"
+META_VERSION = "streamwatch.version"
+META_VARIANT = "streamwatch.variant"
+META_TRAINING = "streamwatch.training_data"
+META_OUTPUT = "streamwatch.output"  # "logits" (softmax applied here) or "probabilities"
+
+
+class ModelLoadError(Exception):
+    """The model file cannot be used; the message names the path and why."""
+
+
+def default_model_path() -> Path:
+    """The shipped default model, ``streamwatch/assets/model.onnx``."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("streamwatch") / "assets" / "model.onnx"))
+    except Exception:  # pragma: no cover - importlib.resources always works for a real package
+        return Path(__file__).resolve().parents[1] / "assets" / "model.onnx"
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    """Fault classifier on an ONNX model with streamwatch metadata.
+
+    ``threads`` is onnxruntime's intra-op thread count (1 = one core).
+    Attributes: ``classes`` (tuple of names, model output order), ``version``,
+    ``variant``, ``geometry`` (:class:`~streamwatch.model.preprocess.Geometry`),
+    ``path``, ``sha256``, ``metadata`` (all custom metadata).
+    """
+
+    def __init__(self, path: Path | str | None = None, threads: int = 1) -> None:
+        self.path = Path(path) if path is not None else default_model_path()
+        p = self.path
+        if not p.exists():
+            raise ModelLoadError(f"model file {p} does not exist")
+        if not p.is_file():
+            raise ModelLoadError(f"model path {p} is not a file")
+        try:
+            blob = p.read_bytes()
+        except OSError as e:
+            raise ModelLoadError(f"model file {p} cannot be read: {e}") from e
+        if len(blob) < 64:
+            raise ModelLoadError(f"model file {p} is truncated or empty ({len(blob)} bytes)")
+        self.sha256 = hashlib.sha256(blob).hexdigest()
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # pragma: no cover
+            raise ModelLoadError(f"cannot load {p}: onnxruntime is not installed ({e})") from e
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelLoadError(f"model file {p} is not a loadable ONNX model (truncated or corrupt?): {e}") from e
+        meta = dict(self._session.get_modelmeta().custom_metadata_map or {})
+        self.metadata = meta
+        missing = [k for k in (META_CLASSES, META_GEOMETRY, META_VERSION) if k not in meta]
+        if missing:
+            raise ModelLoadError(f"model file {p} lacks streamwatch metadata {missing}; export it with 'streamwatch export'")
+        try:
+            classes = tuple(json.loads(meta[META_CLASSES]))
+        except (ValueError, TypeError) as e:
+            raise ModelLoadError(f"model file {p}: metadata {META_CLASSES} is not a JSON list: {e}") from e
+        if classes != CLASS_NAMES:
+            raise ModelLoadError(f"model file {p}: classes {list(classes)} do not match streamwatch's {list(CLASS_NAMES)}")
+        try:
+            self.geometry = Geometry.from_json(meta[META_GEOMETRY])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"model file {p}: bad input geometry metadata {meta[META_GEOMETRY]!r}: {e}") from e
+        self.classes: tuple[str, ...] = classes
+        self.version: str = meta[META_VERSION]
+        self.variant: str = meta.get(META_VARIANT, "")
+        self._probabilities = meta.get(META_OUTPUT, "logits") == "probabilities"
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelLoadError(f"model file {p}: expected 1 input and >= 1 output, got {len(inputs)} and {len(outputs)}")
+        shape = list(inputs[0].shape)
+        g = self.geometry
+        want = [g.views, 3, g.size, g.size]
+        if len(shape) != 5 or [int(s) if isinstance(s, int) else s for s in shape[1:]] != want:
+            raise ModelLoadError(f"model file {p}: input shape {shape} does not match geometry (batch, {', '.join(map(str, want))})")
+        out_shape = list(outputs[0].shape)
+        if len(out_shape) != 2 or out_shape[1] != len(CLASS_NAMES):
+            raise ModelLoadError(f"model file {p}: output shape {out_shape} is not (batch, {len(CLASS_NAMES)})")
+        self._input = inputs[0].name
+        self._output = outputs[0].name
+        # A dry run catches models that load but cannot execute.
+        try:
+            self.predict_views(np.zeros((1, g.views, 3, g.size, g.size), np.float32))
+        except Exception as e:
+            raise ModelLoadError(f"model file {p} loads but fails to run: {e}") from e
+
+    def __repr__(self) -> str:
+        return f"Classifier(path={str(self.path)!r}, version={self.version!r}, variant={self.variant!r}, geometry={self.geometry})"
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """One BGR uint8 frame -> float32 (V, 3, S, S) model views."""
+        return make_views(frame_bgr, self.geometry)
+
+    def predict_views(self, views: np.ndarray) -> np.ndarray:
+        """Pre-processed views (N, V, 3, S, S) or (V, 3, S, S) -> (N, 8) probabilities."""
+        v = np.asarray(views, dtype=np.float32)
+        if v.ndim == 4:
+            v = v[None]
+        if v.ndim != 5 or v.shape[1:] != (self.geometry.views, 3, self.geometry.size, self.geometry.size):
+            raise ValueError(f"views must be (N, {self.geometry.views}, 3, {self.geometry.size}, {self.geometry.size}), got {v.shape}")
+        if len(v) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        out = self._session.run([self._output], {self._input: np.ascontiguousarray(v)})[0]
+        out = np.asarray(out, dtype=np.float32)
+        return out if self._probabilities else _softmax(out).astype(np.float32)
+
+    def predict(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 frames (any resolution, may differ) -> (N, 8) class
+        probabilities in the order of ``classes``."""
+        if len(frames) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.predict_views(np.stack([self.preprocess(f) for f in frames]))

@@ -1,0 +1,164 @@
+"""CLI sub-commands of the training side: dataset, train, evaluate, explain,
+export. ``streamwatch.cli`` calls :func:`register`; torch is imported lazily
+inside the command functions (the daemon runs without torch).
+
+Stand-alone: ``python -m streamwatch.train.commands <command> ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def _geometry(args: argparse.Namespace):
+    from streamwatch.model.preprocess import Geometry
+
+    return Geometry(size=args.size, tiles=args.tiles)
+
+
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from streamwatch.train.dataset import build_dataset
+
+    per_class = {"train": args.train_per_class, "val": args.val_per_class, "test": args.test_per_class}
+    s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers, progress=not args.quiet)
+    print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
+                      "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from streamwatch.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(data=str(args.data), out=str(args.out), variant=args.variant, size=args.size, tiles=args.tiles,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                      train_limit=args.train_limit, time_budget_min=args.time_budget_min, workers=args.workers,
+                      warmup_steps=args.warmup_steps)
+    s = train(cfg, resume=not args.no_resume, progress=not args.quiet)
+    print(json.dumps({k: s[k] for k in ("variant", "geometry", "params", "epochs_done", "best_val_acc", "train_samples")}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from streamwatch.model.runtime import ModelLoadError
+    from streamwatch.train.evaluate import evaluate, format_table, plot_confusion, to_json
+
+    try:
+        res = evaluate(args.data, args.model, threads=args.threads, variant=args.variant,
+                       geometry=_geometry(args), progress=not args.json and not args.quiet)
+    except (ModelLoadError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.plot:
+        plot_confusion(res, args.plot)
+    print(to_json(res) if args.json else format_table(res))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from streamwatch.train.export import export_onnx, load_model, save_state_dict, training_summary
+
+    geom = _geometry(args)
+    model = load_model(args.checkpoint, args.variant, geom)
+    meta = export_onnx(model, geom, args.out, args.variant, version=args.version, training=training_summary(args.data))
+    if args.state_dict:
+        save_state_dict(model, args.state_dict)
+    print(json.dumps({"onnx": str(args.out), "state_dict": str(args.state_dict) if args.state_dict else None,
+                      "version": meta["streamwatch.version"], "geometry": json.loads(meta["streamwatch.geometry"])}))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from streamwatch.train.explain import explain
+
+    res = explain(args.image, args.out, model_path=args.model, variant=args.variant, geometry=_geometry(args),
+                  target=args.target, layer=args.layer)
+    print(json.dumps(res))
+    return 0
+
+
+def _add_model_shape(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", default="eca_1", help="network variant for .pt checkpoints (default eca_1)")
+    p.add_argument("--size", type=int, default=112, help="view size S for .pt checkpoints (default 112)")
+    p.add_argument("--tiles", type=int, default=2, help="native-resolution tiles for .pt checkpoints (default 2)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add dataset / train / evaluate / explain / export to the streamwatch CLI."""
+    from streamwatch.model.network import VARIANTS
+
+    p = subparsers.add_parser("dataset", help="build the training dataset from footage")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    b = dsub.add_parser("build", help="frames from videos and stills -> degraded, labelled JPEGs split by source file")
+    b.add_argument("--src", type=Path, required=True, help="folder of footage (videos/, stills/, optional MANIFEST.tsv)")
+    b.add_argument("--out", type=Path, required=True, help="output folder (train/val/test/<class>/*.jpg)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--train-per-class", type=int, default=1500)
+    b.add_argument("--val-per-class", type=int, default=150)
+    b.add_argument("--test-per-class", type=int, default=300)
+    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_dataset_build)
+
+    p = subparsers.add_parser("train", help="train a fault classifier (needs torch)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder from 'dataset build'")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, log.jsonl, curves.png")
+    p.add_argument("--variant", choices=VARIANTS, default="eca_1")
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--tiles", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=150)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--train-limit", type=int, default=0, help="use only N training samples (reduced budgets)")
+    p.add_argument("--time-budget-min", type=float, default=0.0, help="stop after the epoch that exceeds this")
+    p.add_argument("--no-resume", action="store_true", help="ignore <out>/last.pt")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("evaluate", help="accuracy / confusion of a model on DIR/<class>/ images")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=None, help="ONNX model (default: shipped) or .pt checkpoint")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", type=Path, default=None, help="write a confusion-matrix PNG")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    _add_model_shape(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("export", help="torch checkpoint -> ONNX with metadata (+ plain state dict)")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=DEFAULT_ASSETS / "model.onnx")
+    p.add_argument("--state-dict", type=Path, default=None, help="also save the plain state dict here")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder, for the training-data summary")
+    p.add_argument("--version", default=None)
+    _add_model_shape(p)
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("explain", help="Grad-CAM overlay with predicted class and confidence")
+    p.add_argument("image", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=None, help=".pt state dict (default: shipped assets/model.pt)")
+    p.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
+    p.add_argument("--layer", type=int, default=-1, help="index into backbone.features (default: last)")
+    _add_model_shape(p)
+    p.set_defaults(func=cmd_explain)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="streamwatch", description="streamwatch training tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Export a trained network to ONNX with streamwatch metadata, and save the
+plain state dict (``torch.load(..., weights_only=True)`` loads it).
+
+The ONNX graph takes ``input`` (batch, V, 3, S, S) float32 views from
+``make_views`` and returns ``logits`` (batch, 8); the runtime applies softmax.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamwatch import CLASS_NAMES, __version__
+from streamwatch.model.network import build_model
+from streamwatch.model.preprocess import Geometry
+from streamwatch.model.runtime import (META_CLASSES, META_GEOMETRY, META_OUTPUT, META_TRAINING, META_VARIANT,
+                                       META_VERSION)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain state dict, or the ``model`` entry of a training checkpoint."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state
+
+
+def load_model(path: str | Path, variant: str, geometry: Geometry) -> torch.nn.Module:
+    model = build_model(variant, views=geometry.views)
+    model.load_state_dict(load_state_dict(path))
+    return model.eval()
+
+
+def training_summary(data_dir: str | Path | None) -> dict:
+    """Short provenance summary from a dataset's dataset.json (if any)."""
+    if data_dir is None:
+        return {}
+    f = Path(data_dir) / "dataset.json"
+    if not f.exists():
+        return {}
+    d = json.loads(f.read_text())
+    return {
+        "seed": d.get("seed"),
+        "per_class": d.get("per_class"),
+        "train_sources": [s["file"] for s in d["sources"]["train"]],
+        "val_sources": [s["file"] for s in d["sources"]["val"]],
+        "test_sources": [s["file"] for s in d["sources"]["test"]],
+        "excluded": d.get("excluded", []),
+        "footage": "real footage of ../shared/data/train (see MANIFEST.tsv); faults synthesised by streamwatch.train.degrade",
+    }
+
+
+def export_onnx(model: torch.nn.Module, geometry: Geometry, out_path: str | Path, variant: str,
+                version: str | None = None, training: dict | None = None, check: bool = True) -> dict[str, str]:
+    """Write the ONNX file; returns the metadata written."""
+    import onnx
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    x = torch.zeros(1, geometry.views, 3, geometry.size, geometry.size)
+    tmp = out_path.with_suffix(".tmp.onnx")
+    torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    proto = onnx.load(str(tmp))
+    weights_hash = hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in model.state_dict().values())).hexdigest()[:10]
+    if version is None:
+        version = f"{__version__}+{variant}.{geometry.size}x{geometry.tiles}.{_dt.date.today():%Y%m%d}.{weights_hash}"
+    meta = {
+        META_CLASSES: json.dumps(list(CLASS_NAMES)),
+        META_GEOMETRY: geometry.to_json(),
+        META_VERSION: version,
+        META_VARIANT: variant,
+        META_OUTPUT: "logits",
+        META_TRAINING: json.dumps(training or {}),
+        "streamwatch.input": "make_views(frame_bgr, geometry): view 0 = whole frame downscaled, views 1.. = native-resolution tiles; (x/255-0.5)/0.25, BGR",
+    }
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        p = proto.metadata_props.add()
+        p.key, p.value = k, v
+    proto.producer_name = "streamwatch"
+    proto.producer_version = __version__
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out_path))
+    tmp.unlink(missing_ok=True)
+    if check:
+        parity(model, out_path, geometry)
+    return meta
+
+
+def parity(model: torch.nn.Module, onnx_path: str | Path, geometry: Geometry, n: int = 4, seed: int = 0) -> float:
+    """Max |softmax difference| between torch and onnxruntime on random views."""
+    from streamwatch.model.runtime import Classifier
+
+    clf = Classifier(onnx_path)
+    x = np.random.default_rng(seed).standard_normal((n, geometry.views, 3, geometry.size, geometry.size)).astype(np.float32)
+    with torch.no_grad():
+        pt = torch.softmax(model.eval()(torch.from_numpy(x)), 1).numpy()
+    ox = clf.predict_views(x)
+    diff = float(np.abs(pt - ox).max())
+    if diff > 1e-3 or not (pt.argmax(1) == ox.argmax(1)).all():
+        raise RuntimeError(f"ONNX export of {onnx_path} disagrees with torch (max diff {diff:.2e})")
+    return diff
+
+
+def save_state_dict(model: torch.nn.Module, path: str | Path) -> None:
+    """Plain dict of tensors (loadable with weights_only=True)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, path)
