@@ -128,6 +128,10 @@ class Spool:
         with self._lock:
             return self._count
 
+    def __bool__(self) -> bool:
+        # An empty spool is still a spool: keep ``spool or default`` from replacing it.
+        return True
+
     def close(self) -> None:
         """Close the file. Idempotent. Everything not acked stays on disk for the next run."""
         with self._lock:
