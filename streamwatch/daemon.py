@@ -122,6 +122,7 @@ class Daemon:
     # -- cameras ------------------------------------------------------------------------
 
     def _start_camera(self, camera: CameraConfig) -> None:
+        from streamwatch.checks.temporal import MotionMeter
         from streamwatch.sources.reader import CameraReader
 
         cfg = self.config
@@ -130,6 +131,7 @@ class Daemon:
             camera.url,
             loop=camera.loop,
             rtsp_transport=cfg.camera_value(camera, "rtsp_transport"),
+            motion_meter=MotionMeter,
         )
         self.monitor.add_camera(cfg, camera)
         reader.start()
