@@ -194,7 +194,6 @@ class CameraReader:
         self.decode_threads = decode_threads
         self._motion_factory = motion_meter
         self._secrets = self._secret_strings(url)
-        self._log = log.bind(camera=camera_id)
 
         self._lock = threading.Lock()
         self._frame: Frame | None = None
@@ -260,6 +259,11 @@ class CameraReader:
         return f"CameraReader({self.camera_id!r}, {self.masked_url!r})"
 
     # -- helpers --------------------------------------------------------------------------
+
+    @property
+    def _log(self) -> Any:
+        # Bound per call (logging is rare) so structlog reconfiguration, e.g. capture_logs(), applies.
+        return log.bind(camera=self.camera_id)
 
     @staticmethod
     def _secret_strings(url: str) -> list[str]:
@@ -495,10 +499,9 @@ class _FrameClock:
 
     def wait_and_skip(self) -> tuple[float, int]:
         """(seconds to sleep before reading the next frame, frames to skip first)."""
-        now = time.monotonic()
-        if self.next_due is None:
-            self.next_due = now
+        if self.next_due is None:  # anchored by the first frame (decoder start-up is not lag)
             return 0.0, 0
+        now = time.monotonic()
         behind = now - self.next_due
         if behind < 0:
             return -behind, 0
@@ -513,5 +516,7 @@ class _FrameClock:
         return 0.0, missed
 
     def tick(self) -> None:
-        assert self.next_due is not None
+        """A frame was read: the next one is due one period later."""
+        if self.next_due is None:
+            self.next_due = time.monotonic()
         self.next_due += self.period
