@@ -71,6 +71,27 @@ class DiscoveryConfig(_Strict):
     prefix: str = "homeassistant"
 
 
+def _writable_dir(path: Path) -> bool:
+    """True if ``path`` exists writable or could be created (nothing is created here)."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    system = Path("/var/lib/streamwatch")
+    if _writable_dir(system):
+        return system
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "streamwatch"
+
+
 def _default_client_id() -> str:
     return f"streamwatch-{socket.gethostname()}"[:64]
 
@@ -239,7 +260,9 @@ class Config(_Strict):
     cameras: list[CameraConfig] = Field(default_factory=list)
     model: ModelConfig = ModelConfig()
     log: LogConfig = LogConfig()
-    state_dir: Path = Path("/var/lib/streamwatch")
+    #: Event spool and open-fault memory. Default: $STATE_DIRECTORY (set by systemd's
+    #: StateDirectory=), else /var/lib/streamwatch when writable, else ~/.local/state/streamwatch.
+    state_dir: Path = Field(default_factory=lambda: default_state_dir())
     spool: SpoolConfig = SpoolConfig()
     #: Port of the Prometheus metrics endpoint; None disables it.
     metrics_port: int | None = Field(None, ge=1, le=65535)
