@@ -16,6 +16,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import structlog
 
@@ -186,10 +187,11 @@ def test_status_and_fault_states_retained_and_republished_after_broker_restart(b
 # -- events ----------------------------------------------------------------------------------
 
 
-def test_events_in_order_not_retained_with_configured_qos(broker, sink_factory, mqtt_collector, tmp_path):
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311], ids=["mqtt5", "mqtt311"])
+def test_events_in_order_not_retained_with_configured_qos(broker, sink_factory, mqtt_collector, tmp_path, protocol):
     collector = mqtt_collector(broker.host, broker.port, [f"{P}/events"], qos=1)
     spool = Spool(tmp_path / "spool.sqlite3", 10_000)
-    sink = sink_factory(broker.port, spool)
+    sink = sink_factory(broker.port, spool, protocol=protocol)
     n = 300
     for i in range(n):
         sink.publish_event(event(i, state="raised" if i % 2 == 0 else "cleared"))
@@ -423,3 +425,37 @@ def test_one_log_line_per_outage_not_per_retry_and_no_password(broker, sink_fact
     assert len([e for _, e in levels if e.startswith("mqtt disconnected")]) == 1
     assert not [lvl for lvl, _ in levels if lvl in ("error", "critical")]
     assert secret not in repr(logs)
+
+
+# -- refused by the broker -----------------------------------------------------------------------
+
+ACL_DENY_EVENTS = """\
+topic read streamwatch/events
+topic readwrite streamwatch/available
+topic readwrite streamwatch/+/+
+topic readwrite homeassistant/#
+"""
+
+
+def test_events_refused_by_broker_acl_are_kept_and_retried(broker_factory, sink_factory, mqtt_collector):
+    """An ACL that denies the events topic (MQTT 5 PUBACK "Not authorized") must not lose them."""
+    broker = broker_factory(start=False, extra_conf="acl_file {dir}/acl\n")
+    acl = broker.workdir / "acl"
+    acl.write_text(ACL_DENY_EVENTS)
+    broker.start()
+    collector = mqtt_collector(broker.host, broker.port, [f"{P}/events"])
+    with structlog.testing.capture_logs() as logs:
+        sink = sink_factory(broker.port)
+        wait_connected(sink)
+        for i in range(3):
+            sink.publish_event(event(i))
+        time.sleep(1.0)
+        assert collector.on(f"{P}/events") == []
+        assert len(sink.spool) == 3
+        acl.write_text(ACL_DENY_EVENTS.replace("topic read streamwatch/events", "topic readwrite streamwatch/events"))
+        broker.proc.send_signal(signal.SIGHUP)  # mosquitto reloads its ACL file
+        assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= 3, 10)
+    assert event_ids(collector) == [f"ev-{i:05d}" for i in range(3)]
+    assert wait_until(lambda: len(sink.spool) == 0, 5)
+    refused = [e for e in logs if "refused an event" in e["event"]]
+    assert len(refused) == 1 and refused[0]["log_level"] == "error"
