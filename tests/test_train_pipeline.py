@@ -1,0 +1,123 @@
+"""Tiny end-to-end run: dataset -> train (+resume) -> export (ONNX parity) ->
+evaluate JSON -> explain. Real torch, real onnxruntime, a few seconds."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from streamwatch import CLASS_NAMES  # noqa: E402
+from streamwatch.model.preprocess import Geometry, make_views  # noqa: E402
+from streamwatch.model.runtime import Classifier  # noqa: E402
+from streamwatch.train import commands  # noqa: E402
+from streamwatch.train.dataset import build_dataset  # noqa: E402
+
+GEOM = Geometry(size=32, tiles=1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    src = root / "footage" / "stills"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+        img = cv2.resize(small, (320, 240), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(src / f"s{chr(97 + i)}.png"), img)
+    data = root / "data"
+    build_dataset(root / "footage", data, seed=1, per_class={"train": 4, "val": 1, "test": 2}, workers=1, progress=False)
+    out = root / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--variant", "eca_1", "--size", "32", "--tiles", "1",
+            "--epochs", "1", "--batch-size", "8", "--warmup-steps", "2", "--threads", "1", "--workers", "1", "--quiet"]
+    assert commands.main(args) == 0
+    args[args.index("--epochs") + 1] = "2"
+    assert commands.main(args) == 0  # resumes from last.pt, runs epoch 2 only
+    onnx_path, pt_path = root / "model.onnx", root / "model.pt"
+    assert commands.main(["export", "--checkpoint", str(out / "last.pt"), "--out", str(onnx_path), "--state-dict", str(pt_path),
+                          "--data", str(data), "--variant", "eca_1", "--size", "32", "--tiles", "1"]) == 0
+    return {"root": root, "data": data, "out": out, "onnx": onnx_path, "pt": pt_path}
+
+
+def test_training_artifacts_and_resume(run):
+    out = run["out"]
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert (out / "curves.png").stat().st_size > 1000
+    ck = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["epoch"] == 2
+    sd = torch.load(run["pt"], map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in sd.values())
+
+
+def test_export_round_trip_torch_equals_onnx(run):
+    from streamwatch.train.export import load_model
+
+    model = load_model(run["pt"], "eca_1", GEOM)
+    clf = Classifier(run["onnx"])
+    assert clf.geometry == GEOM and clf.classes == CLASS_NAMES and clf.variant == "eca_1"
+    frames = [cv2.imread(str(p)) for p in sorted((run["data"] / "test").rglob("*.jpg"))]
+    views = np.stack([make_views(f, GEOM) for f in frames])
+    with torch.no_grad():
+        pt = torch.softmax(model(torch.from_numpy(views)), 1).numpy()
+    ox = clf.predict(frames)
+    assert ox.shape == (len(frames), 8)
+    np.testing.assert_allclose(ox.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(pt, ox, atol=1e-4)
+    assert (pt.argmax(1) == ox.argmax(1)).all()
+    meta = clf.metadata
+    assert json.loads(meta["streamwatch.training_data"])["seed"] == 1
+
+
+def test_evaluate_json_schema(run, capsys):
+    assert commands.main(["evaluate", "--data", str(run["data"] / "test"), "--model", str(run["onnx"]), "--json",
+                          "--plot", str(run["root"] / "conf.png")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) == {"accuracy", "per_class", "confusion", "false_alarm_rate"}
+    assert set(res["per_class"]) == set(CLASS_NAMES)
+    assert all(set(v) == {"accuracy", "n"} and v["n"] == 2 for v in res["per_class"].values())
+    conf = np.array(res["confusion"])
+    assert conf.shape == (8, 8) and conf.sum() == 16 and (conf.sum(1) == 2).all()
+    assert res["accuracy"] == pytest.approx(np.trace(conf) / 16)
+    assert res["false_alarm_rate"] == pytest.approx(1 - conf[0, 0] / 2)
+    assert (run["root"] / "conf.png").stat().st_size > 1000
+
+
+def test_evaluate_subset_of_classes_and_table(run, tmp_path, capsys):
+    import shutil
+
+    for c in ("blurred", "salt_pepper"):
+        shutil.copytree(run["data"] / "test" / c, tmp_path / c)
+    assert commands.main(["evaluate", "--data", str(tmp_path), "--model", str(run["onnx"]), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["per_class"]) == {"blurred", "salt_pepper"}
+    assert len(res["confusion"]) == 8 and res["false_alarm_rate"] is None
+    assert commands.main(["evaluate", "--data", str(tmp_path), "--model", str(run["onnx"]), "--quiet"]) == 0
+    assert "salt_pepper" in capsys.readouterr().out
+    # the torch checkpoint gives the same numbers
+    assert commands.main(["evaluate", "--data", str(tmp_path), "--model", str(run["pt"]), "--json",
+                          "--size", "32", "--tiles", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == res
+
+
+def test_evaluate_reports_a_bad_model_cleanly(run, tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model" * 20)
+    assert commands.main(["evaluate", "--data", str(run["data"] / "test"), "--model", str(bad), "--json"]) == 2
+    assert "bad.onnx" in capsys.readouterr().err
+
+
+def test_explain_writes_an_overlay(run, tmp_path, capsys):
+    img = sorted((run["data"] / "test" / "frozen").glob("*.jpg"))[0]
+    out = tmp_path / "cam.png"
+    assert commands.main(["explain", str(img), "--out", str(out), "--model", str(run["pt"]), "--size", "32", "--tiles", "1"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["predicted"] in CLASS_NAMES and 0 < res["confidence"] <= 1
+    pic = cv2.imread(str(out))
+    base = cv2.imread(str(img))
+    assert pic.shape[1] == base.shape[1] and pic.shape[0] > base.shape[0]  # overlay + caption band
