@@ -17,6 +17,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 import structlog
 
+from streamwatch.metrics import Metrics
 from streamwatch.sampling import Sample
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,7 @@ class Batcher:
         batch_size: int = 8,
         max_wait: float = 0.1,
         max_queue: int = 256,
+        metrics: Metrics | None = None,
     ):
         self._classifier = classifier
         self._on_result = on_result
@@ -48,6 +50,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self.dropped = 0
+        self._metrics = metrics
         self.batches = 0
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
 
@@ -75,6 +78,8 @@ class Batcher:
         with self._cond:
             if len(self._queue) == self._queue.maxlen:
                 self.dropped += 1
+                if self._metrics is not None:
+                    self._metrics.dropped.inc()
                 if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                     log.warning("samples_dropped", total=self.dropped, reason="model cannot keep up")
             self._queue.append(sample)
@@ -95,15 +100,23 @@ class Batcher:
             count = min(self.batch_size, len(self._queue))
             return [self._queue.popleft() for _ in range(count)]
 
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
             classifier = self._classifier
             probabilities: np.ndarray | list[None] = [None] * len(batch)
             if classifier is not None:
+                started = time.monotonic()
                 try:
                     probabilities = classifier.predict([s.frame.image for s in batch])
                 except Exception:
                     log.exception("classifier_failed", batch=len(batch))
+                if self._metrics is not None:
+                    self._metrics.model_seconds.observe(time.monotonic() - started)
+                    self._metrics.batch_size.observe(len(batch))
             self.batches += 1
             for sample, probs in zip(batch, probabilities):
                 try:

@@ -19,6 +19,7 @@ import structlog
 
 from streamwatch.batcher import Batcher
 from streamwatch.config import CameraConfig, Config, ConfigError, load_config, mask_url
+from streamwatch.metrics import DaemonCollector, Metrics
 from streamwatch.monitor import Monitor
 from streamwatch.sampling import Sample, Sampler
 from streamwatch.sinks.base import AlertSink
@@ -104,12 +105,22 @@ class Daemon:
             self._spool = Spool(config.state_dir / "spool.sqlite3", config.spool.max_events)
             self.sinks.append(MQTTSink(config.mqtt, self._spool))
         version = self.classifier.version if self.classifier is not None else None
-        self.monitor = Monitor(self.sinks, config.state_dir, model_version=version)
+        self.metrics = Metrics()
+        self.monitor = Monitor(self.sinks, config.state_dir, model_version=version, metrics=self.metrics)
         self.batcher = Batcher(
             self.classifier,
             self._on_result,
             batch_size=config.model.batch_size,
             max_wait=config.model.max_wait,
+            metrics=self.metrics,
+        )
+        self.metrics.add_collector(
+            DaemonCollector(
+                reader_status=lambda: {cid: r.status() for cid, r in list(self._readers.items())},
+                fault_states=self.monitor.fault_states,
+                queue_depth=lambda: self.batcher.queue_depth,
+                model_version=lambda: self.batcher.model_version,
+            )
         )
         self.sampler = Sampler(self.batcher.submit, self.monitor.observe_signal)
 
@@ -160,6 +171,11 @@ class Daemon:
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.config.metrics_port is not None:
+            try:
+                self.metrics.serve(self.config.metrics_port)
+            except OSError as exc:
+                raise StartupError(f"metrics_port {self.config.metrics_port}: {exc.strerror or exc}") from None
         for sink in self.sinks:
             sink.start()
         self.batcher.start()
@@ -252,6 +268,7 @@ class Daemon:
             sink.stop(timeout=remaining)
         if self._spool is not None:
             self._spool.close()
+        self.metrics.close()
         log.info("daemon_stopped", seconds=round(time.monotonic() - started, 2))
 
 
@@ -273,6 +290,11 @@ def run(config_path: Path) -> int:
         log.error("startup_failed", error=str(exc))
         return 3
     daemon.install_signal_handlers()
-    daemon.start()
+    try:
+        daemon.start()
+    except StartupError as exc:
+        log.error("startup_failed", error=str(exc))
+        daemon.shutdown()
+        return 3
     daemon.run_forever()
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from streamwatch.checks.classical import classical_scores
 from streamwatch.checks.temporal import FrozenDetector
 from streamwatch.config import CameraConfig, Config
 from streamwatch.events import CameraStatus, FaultEvent, iso, utc_now
+from streamwatch.metrics import Metrics
 from streamwatch.sinks.base import AlertSink
 from streamwatch.state import CameraState
 
@@ -61,13 +63,20 @@ def fault_confidences(
 class Monitor:
     """Thread-safe: the sampler reports signal, the batcher reports samples."""
 
-    def __init__(self, sinks: Sequence[AlertSink], state_dir: Path | None, model_version: str | None = None):
+    def __init__(
+        self,
+        sinks: Sequence[AlertSink],
+        state_dir: Path | None,
+        model_version: str | None = None,
+        metrics: Metrics | None = None,
+    ):
         self._sinks = list(sinks)
         self._lock = threading.RLock()
         self._cameras: dict[str, _Camera] = {}
         self._state_file = state_dir / "faults.json" if state_dir is not None else None
         self._saved = self._load_saved()
         self.model_version = model_version
+        self._metrics = metrics
 
     # -- camera set -------------------------------------------------------------------
 
@@ -95,6 +104,10 @@ class Monitor:
             if forget:
                 self._saved.pop(camera_id, None)
                 self._save()
+
+    def fault_states(self) -> dict[str, dict[str, bool]]:
+        with self._lock:
+            return {cid: cam.state.active() for cid, cam in self._cameras.items()}
 
     def camera_faults(self) -> dict[str, list[str]]:
         with self._lock:
@@ -125,6 +138,9 @@ class Monitor:
             scores = fault_confidences(probabilities, 1.0 if verdict.frozen else 0.0, image)
             events = cam.state.observe(scores, utc_now())
             self._emit(cam, events)
+            if self._metrics is not None:
+                self._metrics.samples.labels(camera_id).inc()
+                self._metrics.decision_latency.observe(time.monotonic() - captured_mono)
 
     # -- output -----------------------------------------------------------------------
 
@@ -139,6 +155,8 @@ class Monitor:
             )
             for sink in self._sinks:
                 sink.publish_event(event)
+            if self._metrics is not None:
+                self._metrics.events.labels(event.camera, event.fault, event.state).inc()
         if events:
             self._save()
         if events or force_status:

@@ -7,9 +7,11 @@ import signal
 import time
 from pathlib import Path
 
+import urllib.request
+
 import pytest
 
-from tests.support.broker import wait_until
+from tests.support.broker import free_port, wait_until
 from tests.support.daemon import DaemonProcess, write_config
 
 
@@ -112,12 +114,25 @@ def test_sighup_reload_add_remove_and_broken_config(tmp_path, clip_factory, brok
     clip = clip_factory(seconds=10, content="pan")
     collector = mqtt_collector(broker.host, broker.port, topics=["streamwatch/#", "homeassistant/#"])
     config_path = tmp_path / "sw.yaml"
+    metrics_port = free_port()
     first = base_config(tmp_path, broker.port, [{"id": "cam_a", "url": str(clip), "loop": True},
-                                               {"id": "cam_b", "url": str(clip), "loop": True}])
+                                               {"id": "cam_b", "url": str(clip), "loop": True}],
+                        metrics_port=metrics_port)
     write_config(config_path, first)
     daemon = daemon_factory(config_path)
     assert wait_until(lambda: collector.last("streamwatch/cam_b/status") is not None, 15), daemon.log_text()
     assert wait_until(lambda: any("cam_b_frozen" in m.topic for m in collector.messages), 10)
+
+    # Prometheus metrics reflect the running cameras.
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    assert wait_until(lambda: 'streamwatch_samples_total{camera="cam_a"}' in scrape(), 10)
+    text = scrape()
+    assert 'streamwatch_camera_connected{camera="cam_b"} 1.0' in text
+    assert 'streamwatch_fault_active{camera="cam_a",fault="frozen"} 0.0' in text
+    assert "streamwatch_capture_to_decision_seconds_count" in text
 
     # A broken config is rejected; the daemon keeps running the old one.
     config_path.write_text("cameras: [{id: cam_a, url: " + str(clip) + ", bogus: 1}]\n")
