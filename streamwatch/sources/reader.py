@@ -209,6 +209,7 @@ class CameraReader:
         self._failures = 0
         self._announced = False
         self._delivering = False
+        self._open_error: str | None = None  # why _open() returned None, if it knows
 
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,7 +219,12 @@ class CameraReader:
     def start(self) -> None:
         """Start the reader thread (no-op if it is running)."""
         if self._thread is not None and self._thread.is_alive():
-            return
+            if not self._stop.is_set():
+                return
+            # stop() returned False earlier: the old thread must end first (one thread per reader).
+            self._thread.join(self.open_timeout + self.read_timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"{self!r}: previous reader thread is still blocked in OpenCV")
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"reader-{self.camera_id}", daemon=True)
         self._thread.start()
@@ -292,7 +298,7 @@ class CameraReader:
             return f"rtsp_transport;{self.rtsp_transport}"
         return None
 
-    def _open(self) -> cv2.VideoCapture | None:
+    def _open(self) -> Any:
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000),
@@ -330,6 +336,7 @@ class CameraReader:
                 with self._lock:
                     self._reconnects += 1
             error: str | None = None
+            self._open_error = None
             outcome = "error"
             self._delivering = False
             cap = None
@@ -338,12 +345,15 @@ class CameraReader:
                 if self._stop.is_set():
                     outcome = "stopped"
                 elif cap is None:
-                    error = "cannot open source" if self.is_network else f"cannot open file {self._source}"
+                    error = self._open_error or (
+                        "cannot open source" if self.is_network else f"cannot open file {self._source}"
+                    )
                 else:
                     outcome, error = self._pump(cap, clock, motion, time.monotonic())
-            except Exception as exc:  # never let the thread die: log, reconnect
+            except Exception as exc:  # never let the thread die: log (once per failure streak), reconnect
                 error = self.scrub(f"{type(exc).__name__}: {exc}")
-                self._log.error("reader_error", error=error)
+                if self._failing_since is None:
+                    self._log.error("reader_error", error=error)
             finally:
                 if cap is not None:
                     try:
@@ -383,7 +393,7 @@ class CameraReader:
                 break
         self._set(connected=False)
 
-    def _on_first_frame(self, cap: cv2.VideoCapture, image: np.ndarray) -> None:
+    def _on_first_frame(self, cap: Any, image: np.ndarray) -> None:
         """Frames flow on this connection: it counts as connected from now on."""
         self._delivering = True
         self._set(connected=True)
@@ -399,7 +409,7 @@ class CameraReader:
         self._failing_since, self._failures = None, 0
 
     @staticmethod
-    def _describe(cap: cv2.VideoCapture, image: np.ndarray) -> dict[str, Any]:
+    def _describe(cap: Any, image: np.ndarray) -> dict[str, Any]:
         fps = cap.get(cv2.CAP_PROP_FPS)
         return {
             "width": int(image.shape[1]),
@@ -409,7 +419,7 @@ class CameraReader:
 
     def _pump(
         self,
-        cap: cv2.VideoCapture,
+        cap: Any,
         clock: "_FrameClock",
         motion: MotionMeterLike | None,
         connected_at: float,
