@@ -45,11 +45,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from streamwatch.model.runtime import ModelLoadError
-    from streamwatch.train.evaluate import evaluate, format_table, plot_confusion, to_json
+    from streamwatch.train.evaluate import evaluate, evaluate_classical, format_table, plot_confusion, to_json
 
     try:
-        res = evaluate(args.data, args.model, threads=args.threads, variant=args.variant,
-                       geometry=_geometry(args), progress=not args.json and not args.quiet)
+        if args.classical:
+            res = evaluate_classical(args.data)
+        else:
+            res = evaluate(args.data, args.model, threads=args.threads, variant=args.variant,
+                           geometry=_geometry(args), progress=not args.json and not args.quiet)
     except (ModelLoadError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -118,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--train-limit", type=int, default=0, help="use only N training samples (reduced budgets)")
-    p.add_argument("--time-budget-min", type=float, default=0.0, help="stop after the epoch that exceeds this")
+    p.add_argument("--time-budget-min", type=float, default=0.0, help="wall-clock budget: the LR schedule anneals by time as well as steps and training stops when it is used up")
     p.add_argument("--no-resume", action="store_true", help="ignore <out>/last.pt")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -129,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", type=Path, default=None, help="write a confusion-matrix PNG")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--classical", action="store_true", help="evaluate the classical statistics fallback instead of a model")
     p.add_argument("--quiet", action="store_true")
     _add_model_shape(p)
     p.set_defaults(func=cmd_evaluate)

@@ -64,6 +64,34 @@ def _torch_predictor(model_path: str | Path, variant: str, geometry: Geometry, t
     return run, geometry, f"{model_path} (torch, {variant})"
 
 
+def classical_predict(img: np.ndarray) -> int:
+    """The daemon's classical statistics as an 8-way classifier: the covered
+    fault with the highest score if that score >= 0.5, else ``normal``."""
+    from streamwatch.checks.classical import classical_scores
+
+    scores = classical_scores(img)
+    fault, score = max(scores.items(), key=lambda kv: kv[1])
+    return CLASS_NAMES.index(fault) if score >= 0.5 else NORMAL
+
+
+def evaluate_classical(data_dir: str | Path, progress: bool = False) -> dict:
+    """Same metrics for the classical statistics fallback (no model)."""
+    items = list_images(data_dir)
+    if not items:
+        raise FileNotFoundError(f"no images under {data_dir}/<class name>/ (class names: {', '.join(CLASS_NAMES)})")
+    t0 = time.time()
+    y_pred = []
+    for p, _ in items:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise RuntimeError(f"cannot read image {p}")
+        y_pred.append(classical_predict(img))
+    out = metrics(np.array([c for _, c in items]), np.array(y_pred))
+    out["_model"] = "classical statistics (streamwatch.checks.classical)"
+    out["_seconds"] = time.time() - t0
+    return out
+
+
 def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads: int = 2, batch: int = 16,
              variant: str = "eca_1", geometry: Geometry | None = None, progress: bool = False) -> dict:
     """Run the model over data_dir/<class>/ images; returns the metrics dict
