@@ -318,3 +318,62 @@ def test_credentials_are_scrubbed_from_messages():
     msg = reader.scrub(f"error opening rtsp://admin:{PASSWORD}@10.0.0.1/s and http://u:p@x/y; pw {PASSWORD}")
     assert PASSWORD not in msg and "u:p@" not in msg and "rtsp://***@10.0.0.1/s" in msg
     assert PASSWORD not in repr(reader)
+
+
+# -- PyAV keyframe-only reader (same API) ---------------------------------------------------------
+
+
+def test_pyav_keyframes_only_file_one_frame_per_gop_in_real_time(clip_factory):
+    from streamwatch.sources.pyav_reader import PyAVReader
+
+    clip = clip_factory(seconds=3, size=(320, 180), fps=FPS, gop=FPS // 2)  # keyframe every 0.5 s
+    reader = PyAVReader("kf", str(clip), loop=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: reader.status().frames > 0, 10)
+        f0, t0 = reader.status().frames, time.monotonic()
+        time.sleep(4.0)  # crosses a loop boundary
+        rate = (reader.status().frames - f0) / (time.monotonic() - t0)
+        assert 0.8 <= rate / 2.0 <= 1.2, rate  # two keyframes per second
+        frame = reader.latest()
+        assert frame.image.shape == (180, 320, 3) and getattr(frame, "motion", None) is None
+        status = reader.status()
+        assert status.connected and status.reconnects == 0 and not status.ended
+    finally:
+        assert reader.stop(2.0)
+
+
+def test_pyav_non_loop_ends(short_clip):
+    from streamwatch.sources.pyav_reader import PyAVReader
+
+    reader = PyAVReader("kf-once", str(short_clip), keyframes_only=False)
+    reader.start()
+    try:
+        assert wait_for(lambda: reader.status().ended, 10), reader.status()
+        assert 2 * FPS - 3 <= reader.status().frames <= 2 * FPS
+    finally:
+        assert reader.stop(2.0)
+
+
+def test_pyav_rtsp_reconnects_and_scrubs_credentials(live_clip, rtsp_server_factory, capfd):
+    from streamwatch.sources.pyav_reader import PyAVReader
+
+    server = rtsp_server_factory(live_clip, user="admin", password=PASSWORD)
+    reader = PyAVReader("kf-net", server.url, backoff=fast_backoff(), read_timeout=3, open_timeout=3)
+    with capture_logs() as logs:
+        reader.start()
+        try:
+            assert wait_for(lambda: reader.status().frames >= 1, 10), reader.status()
+            server.kill()
+            assert wait_for(lambda: reader.status().reconnects >= 2, 8), reader.status()
+            down = reader.status()
+            # PyAV's own error text names the URL; it reaches status and logs scrubbed.
+            assert down.last_error and PASSWORD not in down.last_error
+            server.start()
+            assert wait_for(lambda: reader.status().frames > down.frames, 10), reader.status()
+            assert reader.status().connected
+        finally:
+            assert reader.stop(3.0)
+    assert [e["event"] for e in logs] == ["camera_connected", "camera_disconnected", "camera_connected"]
+    captured = capfd.readouterr()
+    assert PASSWORD not in repr(logs) + captured.out + captured.err
