@@ -207,11 +207,20 @@ def test_events_in_order_not_retained_with_configured_qos(broker, sink_factory, 
     assert retained_snapshot(broker.host, broker.port, f"{P}/events") == {}
 
 
-def test_broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
+def test_broker_killed_and_restarted_mid_stream_loses_nothing_and_keeps_order(
     broker, sink_factory, mqtt_collector, tcp_proxy
 ):
-    """SIGKILL the broker while events stream; the sink reaches the new broker only through
-    a relay the test opens once its own subscriber is back, so every message is observable."""
+    """SIGKILL the broker while events stream in bursts (so some are in flight), keep
+    producing through the outage, restart it: every event arrives, in order.
+
+    The sink reaches the broker through a relay. The relay is cut just before the kill:
+    the sink sees its connection die mid-stream exactly as in a broker crash, but the
+    broker gets no chance to acknowledge an event it then dies without forwarding (a
+    broker without persistence can lose what it already acknowledged; no publisher can
+    prevent that). After the restart the relay opens only once the test's subscriber is
+    back, so every message is observable. Duplicates are allowed only for events whose
+    acknowledgement the cut swallowed (at-least-once); the test checks exactly that.
+    """
     collector = mqtt_collector(broker.host, broker.port, [f"{P}/events"])
     proxy = tcp_proxy(broker.port)
     sink = sink_factory(proxy.port)
@@ -222,26 +231,33 @@ def test_broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
     def produce() -> None:
         for i in range(n):
             sink.publish_event(event(i))
-            time.sleep(0.002)
+            if i % 20 == 19:
+                time.sleep(0.02)
         producer_done.set()
 
     producer = threading.Thread(target=produce)
     producer.start()
     assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= kill_at, 10)
-    broker.kill()
     proxy.block()
+    assert wait_until(lambda: not sink._connected, 5)
+    unacked_at_cut = {key for key, _, _ in sink._inflight.values()}  # spool keys: event i has key i + 1
+    time.sleep(0.2)  # the broker forwards what it received before the cut
+    broker.kill()
     got_before = len(collector.on(f"{P}/events"))
-    time.sleep(0.5)  # events keep coming while the broker is gone
+    time.sleep(0.3)  # the producer keeps going while the broker is gone
     broker.start()
     collector.wait_subscribed(2)
     proxy.unblock()
     producer.join(10)
     assert producer_done.is_set()
-    assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= n, 20), len(collector.on(f"{P}/events"))
-    time.sleep(0.3)  # a late duplicate would show up here
-    ids = event_ids(collector)
     assert got_before < n, "the kill must happen mid-stream"
-    assert ids == [f"ev-{i:05d}" for i in range(n)]
+    assert collector.wait_for(lambda c: len(set(event_ids(c))) >= n, 20), len(collector.on(f"{P}/events"))
+    time.sleep(0.3)  # a late extra message would show up here
+    ids = event_ids(collector)
+    first_seen = list(dict.fromkeys(ids))
+    assert first_seen == [f"ev-{i:05d}" for i in range(n)], "lost or out of order"
+    duplicated = {int(x[3:]) + 1 for x in ids if ids.count(x) > 1}
+    assert duplicated <= unacked_at_cut, "only events unacknowledged at the cut may come twice"
     assert len(sink.spool) == 0
 
 
