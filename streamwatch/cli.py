@@ -30,6 +30,62 @@ def _run(args: argparse.Namespace) -> int:
     return run(Path(args.config))
 
 
+def _registry(args: argparse.Namespace):
+    from streamwatch.config import load_config
+    from streamwatch.model.loader import registry_for
+
+    return registry_for(load_config(args.config))
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    from streamwatch.config import ConfigError
+    from streamwatch.model.loader import choose_model
+    from streamwatch.model.registry import RegistryError
+
+    try:
+        registry = _registry(args)
+        entries = registry.entries()
+        current = registry.current()
+    except (ConfigError, RegistryError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps({"current": current.version if current else None,
+                          "versions": [asdict(e) for e in entries]}, indent=1))
+        return 0
+    if not entries:
+        print(f"no promoted models in {registry.root}; the daemon runs {choose_model(_cfg(args)).path}")
+        return 0
+    for entry in entries:
+        mark = "*" if current and entry.version == current.version else " "
+        acc = entry.metrics.get("base", {}).get("accuracy") if isinstance(entry.metrics.get("base"), dict) else None
+        acc_text = f"  base accuracy {acc:.4f}" if isinstance(acc, (int, float)) else ""
+        print(f"{mark} {entry.version}  {entry.created}  sha256 {entry.sha256[:12]}{acc_text}  {entry.note}")
+    return 0
+
+
+def _cfg(args: argparse.Namespace):
+    from streamwatch.config import load_config
+
+    return load_config(args.config)
+
+
+def _model_rollback(args: argparse.Namespace) -> int:
+    from streamwatch.config import ConfigError
+    from streamwatch.model.registry import RegistryError
+
+    try:
+        entry = _registry(args).rollback(args.version)
+    except (ConfigError, RegistryError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"current model is now {entry.version}; a running daemon switches within seconds")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamwatch", description="Video quality diagnosis for surveillance cameras, alerts over MQTT."
@@ -44,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and print the effective config")
     check.add_argument("file", help="YAML config file")
     check.set_defaults(func=_check_config)
+
+    model = sub.add_parser("model", help="list promoted model versions or roll back")
+    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    listing = model_sub.add_parser("list", help="list model versions (* = current)")
+    listing.add_argument("--config", "-c", required=True, help="daemon config (for state_dir)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=_model_list)
+    rollback = model_sub.add_parser("rollback", help="make an earlier version current again")
+    rollback.add_argument("version", nargs="?", help="version to restore (default: the previous one)")
+    rollback.add_argument("--config", "-c", required=True, help="daemon config (for state_dir)")
+    rollback.set_defaults(func=_model_rollback)
 
     try:
         from streamwatch.train import commands

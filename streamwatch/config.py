@@ -141,6 +141,27 @@ class FaultSettings(_Strict):
     raise_after: int | None = Field(None, ge=1, le=1000)
     #: Consecutive negative samples before a raised fault clears.
     clear_after: int | None = Field(None, ge=1, le=1000)
+    #: Local-time windows ("HH:MM-HH:MM", may wrap midnight) in which this fault is never
+    #: raised (e.g. monochrome while the camera is in IR night mode by design).
+    suppress: list[str] | None = None
+
+    @field_validator("suppress")
+    @classmethod
+    def _windows(cls, value: list[str] | None) -> list[str] | None:
+        for window in value or []:
+            parse_window(window)
+        return value
+
+
+def parse_window(window: str) -> tuple[int, int]:
+    """``"20:00-06:30"`` -> (1200, 390) minutes after midnight; ValueError if malformed."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", window)
+    if not match:
+        raise ValueError(f"suppress window {window!r} must look like 'HH:MM-HH:MM'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59:
+        raise ValueError(f"suppress window {window!r} has an invalid time")
+    return h1 * 60 + m1, h2 * 60 + m2
 
 
 class EffectiveFault(BaseModel):
@@ -151,6 +172,16 @@ class EffectiveFault(BaseModel):
     threshold: float
     raise_after: int
     clear_after: int
+    suppress: tuple[str, ...] = ()
+
+    def suppressed_at(self, minute_of_day: int) -> bool:
+        """True inside any suppression window (windows may wrap midnight)."""
+        for window in self.suppress:
+            start, end = parse_window(window)
+            inside = start <= minute_of_day < end if start <= end else (minute_of_day >= start or minute_of_day < end)
+            if inside:
+                return True
+        return False
 
 
 FAULT_DEFAULTS: dict[str, EffectiveFault] = {
@@ -249,6 +280,22 @@ class LogConfig(_Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class ReservoirConfig(_Strict):
+    """Frames kept on disk for the site trainer (see streamwatch/reservoir.py)."""
+
+    enabled: bool = True
+    #: Folder; default ``<state_dir>/reservoir``.
+    dir: Path | None = None
+    #: Total disk budget in megabytes, shared equally by the cameras.
+    max_mb: float = Field(2000, gt=0)
+    frames_per_camera: int = Field(200, ge=1, le=100_000)
+    fault_frames: int = Field(50, ge=0, le=100_000)
+    #: At most one stored frame per camera (and kind) per this many seconds.
+    min_interval: float = Field(60.0, ge=0.0)
+    #: Normal frames are stored only when the classifier is at least this sure.
+    min_confidence: float = Field(0.9, ge=0.0, le=1.0)
+
+
 class SpoolConfig(_Strict):
     #: Transitions kept on disk while the broker is unreachable; oldest dropped beyond this.
     max_events: int = Field(100_000, ge=10, le=10_000_000)
@@ -264,6 +311,7 @@ class Config(_Strict):
     #: StateDirectory=), else /var/lib/streamwatch when writable, else ~/.local/state/streamwatch.
     state_dir: Path = Field(default_factory=lambda: default_state_dir())
     spool: SpoolConfig = SpoolConfig()
+    reservoir: ReservoirConfig = ReservoirConfig()
     #: Port of the Prometheus metrics endpoint; None disables it.
     metrics_port: int | None = Field(None, ge=1, le=65535)
 
@@ -295,6 +343,7 @@ class Config(_Strict):
             for layer in (self.defaults.faults.get(name), camera.faults.get(name)):
                 if layer is not None:
                     merged.update(layer.model_dump(exclude_none=True))
+            merged["suppress"] = tuple(merged.get("suppress") or ())
             resolved[name] = EffectiveFault(**merged)
         return resolved
 
@@ -387,6 +436,10 @@ def _resolve_relative_paths(config: Config, base: Path) -> list[tuple[str, str]]
         config.model.path = (base / config.model.path).resolve()
     if not config.state_dir.is_absolute():
         config.state_dir = (base / config.state_dir).resolve()
+    if config.reservoir.dir is None:
+        config.reservoir.dir = config.state_dir / "reservoir"
+    elif not config.reservoir.dir.is_absolute():
+        config.reservoir.dir = (base / config.reservoir.dir).resolve()
     return problems
 
 

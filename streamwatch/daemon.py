@@ -21,6 +21,7 @@ from streamwatch.batcher import Batcher
 from streamwatch.config import CameraConfig, Config, ConfigError, load_config, mask_url
 from streamwatch.metrics import DaemonCollector, Metrics
 from streamwatch.monitor import Monitor
+from streamwatch.reservoir import Reservoir
 from streamwatch.sampling import Sample, Sampler
 from streamwatch.sinks.base import AlertSink
 
@@ -28,6 +29,8 @@ log = structlog.get_logger(__name__)
 
 #: SIGTERM must finish within 5 s (systemd's and the issue's budget); stages share it.
 STOP_BUDGET = 4.5
+#: Seconds between checks for a newly promoted model.
+MODEL_POLL = 5.0
 
 
 class StartupError(Exception):
@@ -66,10 +69,11 @@ def load_classifier(config: Config):
     """The ONNX classifier, or None when disabled. Raises StartupError if unusable."""
     if not config.model.enabled:
         return None
-    from streamwatch.model.runtime import Classifier, ModelLoadError
+    from streamwatch.model.loader import load_model
+    from streamwatch.model.runtime import ModelLoadError
 
     try:
-        return Classifier(config.model.path, threads=config.model.threads)
+        return load_model(config)
     except ModelLoadError as exc:
         raise StartupError(f"model: {exc}") from None
 
@@ -96,6 +100,11 @@ class Daemon:
 
         prepare_state_dir(config.state_dir)
         self.classifier = load_classifier(config)
+        self._model_watcher = None
+        if self.classifier is not None:
+            from streamwatch.model.loader import ModelWatcher
+
+            self._model_watcher = ModelWatcher(config, self.classifier)
         self._spool = None
         self.sinks: list[AlertSink] = []
         if config.mqtt.enabled:
@@ -106,7 +115,16 @@ class Daemon:
             self.sinks.append(MQTTSink(config.mqtt, self._spool))
         version = self.classifier.version if self.classifier is not None else None
         self.metrics = Metrics()
-        self.monitor = Monitor(self.sinks, config.state_dir, model_version=version, metrics=self.metrics)
+        self.reservoir = None
+        if config.reservoir.enabled:
+            r = config.reservoir
+            self.reservoir = Reservoir(
+                r.dir, max_mb=r.max_mb, frames_per_camera=r.frames_per_camera, fault_frames=r.fault_frames,
+                min_interval=r.min_interval, min_confidence=r.min_confidence,
+            )
+        self.monitor = Monitor(
+            self.sinks, config.state_dir, model_version=version, metrics=self.metrics, reservoir=self.reservoir
+        )
         self.batcher = Batcher(
             self.classifier,
             self._on_result,
@@ -164,6 +182,8 @@ class Daemon:
 
     def _announce_cameras(self) -> None:
         cameras = self.config.enabled_cameras()
+        if self.reservoir is not None:
+            self.reservoir.set_cameras([c.id for c in cameras])
         faults = self.monitor.camera_faults()
         for sink in self.sinks:
             sink.set_cameras(cameras, faults)
@@ -178,6 +198,8 @@ class Daemon:
                 raise StartupError(f"metrics_port {self.config.metrics_port}: {exc.strerror or exc}") from None
         for sink in self.sinks:
             sink.start()
+        if self.reservoir is not None:
+            self.reservoir.start()
         self.batcher.start()
         self.sampler.start()
         for camera in self.config.enabled_cameras():
@@ -205,7 +227,7 @@ class Daemon:
 
     def run_forever(self) -> None:
         """Block until SIGTERM/SIGINT; handle reloads and the systemd watchdog meanwhile."""
-        interval = self._notifier.watchdog_interval or 5.0
+        interval = min(self._notifier.watchdog_interval or MODEL_POLL, MODEL_POLL)
         while True:
             self._stop.wait(interval)
             if self._reload.is_set():
@@ -216,7 +238,17 @@ class Daemon:
             if self._stop.is_set():
                 break
             self._notifier.notify("WATCHDOG=1")
+            self._poll_model()
         self.shutdown()
+
+    def _poll_model(self) -> None:
+        """Swap in a newly promoted model between batches; a bad one is refused, the old one stays."""
+        if self._model_watcher is None:
+            return
+        new = self._model_watcher.poll()
+        if new is not None:
+            self.batcher.swap_classifier(new)
+            self.monitor.set_model_version(new.version)
 
     def reload(self) -> None:
         """Apply the config file again: start added cameras, stop removed, restart changed."""
@@ -227,7 +259,7 @@ class Daemon:
             log.error("reload_rejected", config=str(self.config_path), error=str(exc))
             self._notifier.notify("READY=1")
             return
-        for section in ("mqtt", "model", "state_dir", "spool", "log"):
+        for section in ("mqtt", "model", "state_dir", "spool", "log", "reservoir", "metrics_port"):
             if getattr(new, section) != getattr(self.config, section):
                 log.warning("reload_section_needs_restart", section=section)
                 setattr(new, section, getattr(self.config, section))
@@ -263,6 +295,8 @@ class Daemon:
         for t in stoppers:
             t.join(max(0.1, 2.5 - (time.monotonic() - started)))
         self.batcher.stop(1.0)
+        if self.reservoir is not None:
+            self.reservoir.stop(0.5)
         remaining = max(0.5, STOP_BUDGET - (time.monotonic() - started))
         for sink in self.sinks:
             sink.stop(timeout=remaining)

@@ -34,6 +34,7 @@ from streamwatch.checks.temporal import FrozenDetector
 from streamwatch.config import CameraConfig, Config
 from streamwatch.events import CameraStatus, FaultEvent, iso, utc_now
 from streamwatch.metrics import Metrics
+from streamwatch.reservoir import Reservoir
 from streamwatch.sinks.base import AlertSink
 from streamwatch.state import CameraState
 
@@ -69,6 +70,7 @@ class Monitor:
         state_dir: Path | None,
         model_version: str | None = None,
         metrics: Metrics | None = None,
+        reservoir: Reservoir | None = None,
     ):
         self._sinks = list(sinks)
         self._lock = threading.RLock()
@@ -77,6 +79,13 @@ class Monitor:
         self._saved = self._load_saved()
         self.model_version = model_version
         self._metrics = metrics
+        self._reservoir = reservoir
+
+    def set_model_version(self, version: str | None) -> None:
+        """Announce a swapped model in every camera's status."""
+        with self._lock:
+            self.model_version = version
+        self.publish_all_status()
 
     # -- camera set -------------------------------------------------------------------
 
@@ -138,6 +147,9 @@ class Monitor:
             scores = fault_confidences(probabilities, 1.0 if verdict.frozen else 0.0, image)
             events = cam.state.observe(scores, utc_now())
             self._emit(cam, events)
+            if self._reservoir is not None and not (verdict.frozen and probabilities is not None):
+                active = [f for f, on in cam.state.active().items() if on and f != "signal_lost"]
+                self._reservoir.offer(camera_id, image, probabilities, active, captured_mono)
             if self._metrics is not None:
                 self._metrics.samples.labels(camera_id).inc()
                 self._metrics.decision_latency.observe(time.monotonic() - captured_mono)

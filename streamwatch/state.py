@@ -56,11 +56,18 @@ class CameraState:
         return cls(camera, {name: FaultState(s) for name, s in settings.items() if s.enabled})
 
     def observe(self, confidences: dict[str, float], now: datetime) -> list[FaultEvent]:
-        """Feed one sample (fault -> confidence); faults not named are left untouched."""
+        """Feed one sample (fault -> confidence); faults not named are left untouched.
+
+        Inside a fault's suppression window (local time) its samples count as negative.
+        """
         events = []
+        local = now.astimezone()
+        minute = local.hour * 60 + local.minute
         for fault, confidence in confidences.items():
             state = self.faults.get(fault)
             if state is not None:
+                if state.settings.suppress and state.settings.suppressed_at(minute):
+                    confidence = 0.0
                 event = state.observe(self.camera, fault, confidence, now)
                 if event is not None:
                     events.append(event)

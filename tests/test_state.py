@@ -55,3 +55,14 @@ def test_restore_keeps_fault_open_until_cleared():
     assert state.observe({"blurred": 0.9}, T0) == []  # no second raise after a restart
     events = state.observe({"blurred": 0.1}, T0) + state.observe({"blurred": 0.1}, T0)
     assert [e.state for e in events] == ["cleared"] and events[0].raised_at == T0
+
+
+def test_suppression_window_counts_as_negative():
+    fault = EffectiveFault(enabled=True, threshold=0.5, raise_after=1, clear_after=1, suppress=("20:00-06:00",))
+    assert fault.suppressed_at(23 * 60) and fault.suppressed_at(5 * 60 + 59)
+    assert not fault.suppressed_at(6 * 60) and not fault.suppressed_at(12 * 60)
+    state = CameraState.create("cam", {"monochrome": fault})
+    night = datetime(2026, 1, 1, 23, 0).astimezone()
+    day = datetime(2026, 1, 1, 12, 0).astimezone()
+    assert state.observe({"monochrome": 1.0}, night) == []
+    assert [e.state for e in state.observe({"monochrome": 1.0}, day)] == ["raised"]
