@@ -475,3 +475,76 @@ def test_events_refused_by_broker_acl_are_kept_and_retried(broker_factory, sink_
     assert wait_until(lambda: len(sink.spool) == 0, 5)
     refused = [e for e in logs if "refused an event" in e["event"]]
     assert len(refused) == 1 and refused[0]["log_level"] == "error"
+
+
+# -- TLS and passwords ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_broker(broker_factory, tmp_path):
+    """A broker with only a TLS listener that requires a client certificate and a password."""
+    from tests.support.broker import TLS_PASSWORD_CONF, make_password_file, make_tls_files
+
+    tls = make_tls_files(tmp_path / "pki")
+    passwd = make_password_file(tmp_path / "passwd", {"streamwatch": "daemon-pw", "reader": "reader-pw"})
+    conf = (
+        TLS_PASSWORD_CONF.replace("{ca}", str(tls.ca))
+        .replace("{cert}", str(tls.server_cert))
+        .replace("{key}", str(tls.server_key))
+        .replace("{passwd}", str(passwd))
+    )
+    return broker_factory(conf), tls
+
+
+def test_tls_with_client_certificate_and_password_file(tls_broker, sink_factory, mqtt_collector, tmp_path):
+    from streamwatch.config import TLSConfig
+
+    broker, tls = tls_broker
+    collector = mqtt_collector("localhost", broker.port, [f"{P}/#"], username="reader", password="reader-pw", tls=tls)
+    pw_file = tmp_path / "mqtt-password"
+    pw_file.write_text("daemon-pw\n")
+    tls_cfg = TLSConfig(enabled=True, ca_file=tls.ca, cert_file=tls.client_cert, key_file=tls.client_key)
+    cfg = make_config(broker.port, username="streamwatch", password_file=pw_file, tls=tls_cfg)
+    cfg.host = "localhost"  # the certificate's name; verified
+    with structlog.testing.capture_logs() as logs:
+        sink = sink_factory(broker.port, config=cfg)
+        wait_connected(sink)
+        sink.publish_status(status("cam1", {"blurred"}))
+        sink.publish_event(event(1))
+        assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) == 1 and c.last(f"{P}/cam1/blurred") is not None, 10)
+    assert collector.last(f"{P}/cam1/blurred").text == "ON"
+    assert "daemon-pw" not in repr(logs)
+
+
+def test_wrong_password_is_logged_once_and_nothing_is_lost(tls_broker, sink_factory, tmp_path):
+    from streamwatch.config import TLSConfig
+
+    broker, tls = tls_broker
+    tls_cfg = TLSConfig(enabled=True, ca_file=tls.ca, cert_file=tls.client_cert, key_file=tls.client_key)
+    cfg = make_config(broker.port, username="streamwatch", password="wrong-pw", tls=tls_cfg)
+    cfg.host = "localhost"
+    with structlog.testing.capture_logs() as logs:
+        sink = sink_factory(broker.port, config=cfg, reconnect_min_delay=0.02, reconnect_max_delay=0.05)
+        sink.publish_event(event(1))
+        time.sleep(1.0)  # many refused attempts
+    assert not sink._connected and len(sink.spool) == 1
+    refused = [e for e in logs if "refused the connection" in e["event"]]
+    assert len(refused) == 1 and refused[0]["log_level"] == "error"
+    assert "wrong-pw" not in repr(logs)
+
+
+def test_untrusted_server_certificate_is_reported_once(tls_broker, sink_factory, tmp_path):
+    from streamwatch.config import TLSConfig
+    from tests.support.broker import make_tls_files
+
+    broker, _ = tls_broker
+    other = make_tls_files(tmp_path / "other-pki")  # a CA that did not sign the server's certificate
+    cfg = make_config(broker.port, username="streamwatch", password="daemon-pw",
+                      tls=TLSConfig(enabled=True, ca_file=other.ca, cert_file=other.client_cert, key_file=other.client_key))
+    cfg.host = "localhost"
+    with structlog.testing.capture_logs() as logs:
+        sink = sink_factory(broker.port, config=cfg, reconnect_min_delay=0.02, reconnect_max_delay=0.05)
+        time.sleep(0.8)
+    assert not sink._connected
+    unreachable = [e for e in logs if "unreachable" in e["event"]]
+    assert len(unreachable) == 1 and "CERTIFICATE_VERIFY_FAILED" in unreachable[0]["error"]

@@ -217,6 +217,9 @@ class MessageCollector:
         qos: int = 1,
         client_id: str | None = None,
         reconnect_delay: float = 0.05,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ):
         import paho.mqtt.client as mqtt
 
@@ -230,6 +233,10 @@ class MessageCollector:
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-collector-{uuid.uuid4().hex[:8]}"
         )
         self.client.reconnect_delay_set(reconnect_delay, reconnect_delay)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.client_cert), keyfile=str(tls.client_key))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -295,12 +302,15 @@ class MessageCollector:
         self.client.loop_stop()
 
 
-def retained_snapshot(host: str, port: int, topic: str = "#", settle: float = 0.3, timeout: float = 5.0) -> dict[str, bytes]:
+def retained_snapshot(
+    host: str, port: int, topic: str = "#", settle: float = 0.3, timeout: float = 5.0, **client_kwargs
+) -> dict[str, bytes]:
     """The retained messages the broker holds under ``topic``, read by a fresh subscriber.
 
-    Waits until no new retained message arrived for ``settle`` seconds.
+    Waits until no new retained message arrived for ``settle`` seconds. ``client_kwargs``
+    go to MessageCollector (username, password, tls).
     """
-    collector = MessageCollector(host, port, [topic])
+    collector = MessageCollector(host, port, [topic], **client_kwargs)
     try:
         collector.wait_subscribed(1, timeout)
         last_count = -1
@@ -315,6 +325,77 @@ def retained_snapshot(host: str, port: int, topic: str = "#", settle: float = 0.
         return {m.topic: m.payload for m in collector.messages if m.retain}
     finally:
         collector.close()
+
+
+# -- TLS and passwords ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA, a server certificate for ``localhost``/127.0.0.1 and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Create a test CA and certificates with the openssl CLI (EC P-256, valid 2 days)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl CLI not installed; TLS tests need it to make certificates")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=streamwatch test CA")
+    for name, cn, ext in (
+        ("server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", "streamwatch-test-client", "extendedKeyUsage=clientAuth"),
+    ):
+        (d / f"{name}.ext").write_text(ext + "\n")
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+    for key in ("ca.key", "server.key", "client.key"):
+        (d / key).chmod(0o644)  # mosquitto may run as another user
+    return TlsFiles(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
+
+
+def make_password_file(path: Path, users: dict[str, str]) -> Path:
+    """A mosquitto password file (hashed with ``mosquitto_passwd``)."""
+    tool = shutil.which("mosquitto_passwd")
+    if tool is None:
+        pytest.skip("mosquitto_passwd not installed (Debian: apt-get install mosquitto)")
+    path = Path(path)
+    path.write_text("")
+    for user, password in users.items():
+        subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True)
+    path.chmod(0o644)
+    return path
+
+
+#: A TLS listener requiring a client certificate and a password; fill in with ``str.format``-
+#: like replacement of ``{ca}``, ``{cert}``, ``{key}`` and ``{passwd}`` before passing it on.
+TLS_PASSWORD_CONF = """\
+listener {port} 127.0.0.1
+cafile {ca}
+certfile {cert}
+keyfile {key}
+require_certificate true
+allow_anonymous false
+password_file {passwd}
+persistence false
+user root
+log_dest file {dir}/mosquitto.log
+log_type all
+connection_messages true
+"""
 
 
 # -- TCP relay -------------------------------------------------------------------------------
