@@ -377,3 +377,38 @@ def test_pyav_rtsp_reconnects_and_scrubs_credentials(live_clip, rtsp_server_fact
     assert [e["event"] for e in logs] == ["camera_connected", "camera_disconnected", "camera_connected"]
     captured = capfd.readouterr()
     assert PASSWORD not in repr(logs) + captured.out + captured.err
+
+
+# -- faults the test server can cause (more in issue 6) --------------------------------------------
+
+
+def test_mute_server_and_mid_stream_resolution_change(clip_factory, rtsp_server_factory, readers):
+    """A server that accepts TCP and never answers is 'unavailable'; a resolution change mid-stream
+    keeps frames flowing (OpenCV rescales to the first size, PyAV delivers the new size)."""
+    from streamwatch.sources.pyav_reader import PyAVReader
+
+    small = clip_factory(seconds=2, size=(320, 180), fps=FPS, gop=FPS // 2)
+    big = clip_factory(seconds=2, size=(480, 270), fps=FPS, gop=FPS // 2)
+    changing = rtsp_server_factory([small, big])
+    mute = rtsp_server_factory(small, mode="mute")
+    cv_reader = readers("res-cv", changing.url, backoff=fast_backoff())
+    av_reader = PyAVReader("res-av", changing.url, backoff=fast_backoff())
+    mute_reader = readers("mute", mute.url, backoff=fast_backoff(), open_timeout=1, read_timeout=1)
+    with capture_logs() as logs:
+        for r in (cv_reader, av_reader, mute_reader):
+            r.start()
+        shapes: dict[str, set] = {"cv": set(), "av": set()}
+        deadline = time.monotonic() + 7
+        while time.monotonic() < deadline:
+            for key, r in (("cv", cv_reader), ("av", av_reader)):
+                frame = r.latest()
+                if frame is not None:
+                    shapes[key].add(frame.image.shape)
+            time.sleep(0.05)
+        assert av_reader.stop(3.0)
+    assert shapes["av"] == {(180, 320, 3), (270, 480, 3)}
+    assert shapes["cv"] and all(s[2] == 3 for s in shapes["cv"])
+    assert cv_reader.status().connected and cv_reader.status().reconnects == 0
+    mute_status = mute_reader.status()
+    assert not mute_status.connected and mute_status.frames == 0 and mute_status.reconnects >= 1
+    assert [e["event"] for e in logs if e["camera"] == "mute"] == ["camera_unavailable"]

@@ -35,8 +35,15 @@ server failure: it answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN, o
 demands Basic authentication, and streams the clip's H.264 (demuxed with PyAV, no re-encoding)
 as RTP over the RTSP TCP connection (interleaved, RFC 2326 10.12; FU-A fragmentation, RFC 6184)
 in real time, looping, to any number of clients. UDP transport is refused with 461, which
-FFmpeg answers by falling back to TCP. ``mode="silent"`` accepts and answers PLAY but never
-sends a packet (a hung camera).
+FFmpeg answers by falling back to TCP. Faults (issue 6): ``mode="silent"`` answers up to PLAY
+but never sends a packet, ``mode="mute"`` accepts the TCP connection and never answers,
+``stall_after=S`` stops the media after S seconds with the connection left open, ``corrupt=p``
+damages a share p of the RTP packets, and a list of clips of different sizes is a mid-stream
+resolution change.
+
+Limits: H.264 only; RTP over the RTSP connection only (no UDP, no multicast, no RTCP sender
+reports, so clients get no wall-clock mapping); Basic authentication only (no Digest); one
+media track; pacing by the clip's timestamps, each client from the start of the clip.
 """
 
 from __future__ import annotations
@@ -46,17 +53,20 @@ import base64
 import hashlib
 import json
 import os
+import random
 import secrets
+import selectors
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_TRAIN = REPO.parent / "shared" / "data" / "train"
@@ -205,6 +215,8 @@ def clip_key(**params: Any) -> str:
 # ----------------------------------------------------------------------------------------------
 
 RTP_PAYLOAD_TYPE = 96
+#: normal: stream; silent: answer RTSP up to PLAY, send no media; mute: accept TCP, answer nothing.
+MODES = ("normal", "silent", "mute")
 RTP_MAX_PAYLOAD = 1400
 
 
@@ -258,15 +270,10 @@ def _split_nals(payload: bytes, length_size: int) -> list[bytes]:
     return nals
 
 
-class _ClipSource:
-    """Access units of an H.264 clip as (seconds, [NAL...]), looping with continuous time."""
-
-    def __init__(self, clip: str, loop: bool):
+class _ClipInfo:
+    def __init__(self, clip: str):
         import av  # PyAV: only the server process needs it
 
-        self._av = av
-        self.clip = clip
-        self.loop = loop
         with av.open(clip) as container:
             stream = container.streams.video[0]
             if stream.codec_context.name != "h264":
@@ -276,29 +283,48 @@ class _ClipSource:
             rate = stream.average_rate or stream.base_rate or 25
             self.frame_duration = 1.0 / float(rate)
 
+
+class _ClipSource:
+    """Access units of a playlist of H.264 clips as (seconds, [NAL...], parameter sets).
+
+    Clips play one after another (looping over the list) on one continuous timeline; a clip of
+    another size makes a mid-stream resolution change, with its SPS/PPS sent in-band.
+    """
+
+    def __init__(self, clips: list[str], loop: bool):
+        import av
+
+        self._av = av
+        self.clips = list(clips)
+        self.loop = loop
+        self.infos = [_ClipInfo(c) for c in self.clips]
+        first = self.infos[0]
+        self.parameter_sets, self.width, self.height = first.parameter_sets, first.width, first.height
+
     def sdp_fmtp(self) -> str:
         sps = next((n for n in self.parameter_sets if n and n[0] & 0x1F == 7), b"")
         profile = sps[1:4].hex().upper() if len(sps) >= 4 else "42E01F"
         sprops = ",".join(base64.b64encode(n).decode() for n in self.parameter_sets)
         return f"packetization-mode=1;profile-level-id={profile};sprop-parameter-sets={sprops}"
 
-    def __iter__(self) -> Iterator[tuple[float, list[bytes]]]:
+    def __iter__(self) -> Iterator[tuple[float, list[bytes], list[bytes]]]:
         offset = 0.0
         while True:
-            last = 0.0
-            with self._av.open(self.clip) as container:
-                stream = container.streams.video[0]
-                base = None
-                for packet in container.demux(stream):
-                    if packet.size == 0 or packet.pts is None:
-                        continue
-                    t = float(packet.pts * stream.time_base)
-                    base = t if base is None else base
-                    last = max(last, t - base)
-                    yield offset + t - base, _split_nals(bytes(packet), self.length_size)
+            for clip, info in zip(self.clips, self.infos):
+                last = 0.0
+                with self._av.open(clip) as container:
+                    stream = container.streams.video[0]
+                    base = None
+                    for packet in container.demux(stream):
+                        if packet.size == 0 or packet.pts is None:
+                            continue
+                        t = float(packet.pts * stream.time_base)
+                        base = t if base is None else base
+                        last = max(last, t - base)
+                        yield offset + t - base, _split_nals(bytes(packet), info.length_size), info.parameter_sets
+                offset += last + info.frame_duration
             if not self.loop:
                 return
-            offset += last + self.frame_duration
 
 
 class _RtspSession(threading.Thread):
@@ -429,16 +455,20 @@ class _RtspSession(threading.Thread):
 
     # -- media -----------------------------------------------------------------------------
     def stream(self) -> None:
-        if self.server.mode == "silent":
+        server = self.server
+        if server.mode == "silent":
             self.closed.wait()
             return
-        seq = secrets.randbelow(65536)
-        ts0 = secrets.randbelow(1 << 31)
-        ssrc = secrets.randbelow(1 << 32)
+        rng = random.Random()
+        seq = rng.randrange(65536)
+        ts0 = rng.randrange(1 << 31)
+        ssrc = rng.randrange(1 << 32)
         start = time.monotonic()
-        params = self.server.source.parameter_sets
         try:
-            for t, nals in _ClipSource(self.server.clip, self.server.loop):
+            for t, nals, params in _ClipSource(server.clips, server.loop):
+                if server.stall_after is not None and t >= server.stall_after:
+                    self.closed.wait()  # connection stays open, media stops: a hung encoder
+                    return
                 delay = start + t - time.monotonic()
                 if delay > 0 and self.closed.wait(delay):
                     return
@@ -463,6 +493,11 @@ class _RtspSession(threading.Thread):
                             fu = (nal[0] & 0x1F) | (0x80 if k == 0 else 0) | (0x40 if k == len(pieces) - 1 else 0)
                             chunks.append(bytes([ind, fu]) + piece)
                     for k, chunk in enumerate(chunks):
+                        if server.corrupt and len(chunk) > 8 and rng.random() < server.corrupt:
+                            damaged = bytearray(chunk)
+                            for _ in range(1 + len(chunk) // 200):  # flip bytes past the NAL/FU headers
+                                damaged[rng.randrange(2, len(chunk))] ^= 0xFF
+                            chunk = bytes(damaged)
                         marker = 0x80 if last_nal and k == len(chunks) - 1 else 0
                         rtp = struct.pack(">BBHII", 0x80, marker | RTP_PAYLOAD_TYPE, seq, ts, ssrc) + chunk
                         seq = (seq + 1) & 0xFFFF
@@ -476,11 +511,12 @@ class _RtspSession(threading.Thread):
 
 
 class _RtspServe:
-    def __init__(self, clip: str, host: str, port: int, path: str, loop: bool, mode: str,
-                 credentials: str | None):  # fmt: skip
-        self.clip, self.host, self.port, self.path = clip, host, port, path.strip("/")
+    def __init__(self, clips: list[str], host: str, port: int, path: str, loop: bool, mode: str,
+                 credentials: str | None, stall_after: float | None = None, corrupt: float = 0.0):  # fmt: skip
+        self.clips, self.host, self.port, self.path = clips, host, port, path.strip("/")
         self.loop, self.mode, self.credentials = loop, mode, credentials
-        self.source = _ClipSource(clip, loop)
+        self.stall_after, self.corrupt = stall_after, corrupt
+        self.source = _ClipSource(clips, loop)
 
     def serve_forever(self, ready: Callable[[], None]) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -488,25 +524,32 @@ class _RtspServe:
         listener.bind((self.host, self.port))
         listener.listen(16)
         ready()
+        held: list[socket.socket] = []
         while True:
             sock, peer = listener.accept()
+            if self.mode == "mute":
+                held.append(sock)  # accept the TCP connection, never say a word
+                continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _RtspSession(self, sock, peer).start()
 
 
 def _serve_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="media.py rtsp-serve", description="Serve an H.264 clip over RTSP/TCP.")
-    parser.add_argument("clip")
+    parser = argparse.ArgumentParser(prog="media.py rtsp-serve", description="Serve H.264 clips over RTSP/TCP.")
+    parser.add_argument("clips", nargs="+", help="played in sequence (different sizes: a resolution change)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="stream")
     parser.add_argument("--no-loop", action="store_true")
-    parser.add_argument("--mode", choices=("normal", "silent"), default="normal")
+    parser.add_argument("--mode", choices=MODES, default="normal")
+    parser.add_argument("--stall-after", type=float, default=None, help="stop sending media after S seconds")
+    parser.add_argument("--corrupt", type=float, default=0.0, help="share of RTP packets to damage")
     args = parser.parse_args(argv)
     # Credentials come through the environment, never argv (visible in ps).
     credentials = os.environ.get("STREAMWATCH_TEST_RTSP_AUTH") or None
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    server = _RtspServe(args.clip, args.host, args.port, args.path, not args.no_loop, args.mode, credentials)
+    server = _RtspServe(args.clips, args.host, args.port, args.path, not args.no_loop, args.mode, credentials,
+                        args.stall_after, args.corrupt)  # fmt: skip
 
     def ready() -> None:
         print(f"listening rtsp://{args.host}:{args.port}/{server.path}", flush=True)
@@ -516,22 +559,34 @@ def _serve_main(argv: list[str]) -> int:
 
 
 class RtspServer:
-    """A real RTSP server process on loopback serving ``clip``; killable and restartable on the same port.
+    """A real RTSP server process on loopback; killable and restartable on the same port.
 
-    ``url`` includes ``user:password@`` when credentials are set (the server then demands them).
+    ``clip`` is one H.264 mp4 or a list played in sequence (clips of different sizes give a
+    mid-stream resolution change). ``url`` includes ``user:password@`` when credentials are set
+    (the server then demands Basic authentication). Faults for reliability tests:
+    ``mode="silent"`` (RTSP answered, no media), ``mode="mute"`` (TCP accepted, nothing
+    answered), ``stall_after=S`` (media stops after S s, connection stays open),
+    ``corrupt=p`` (share of RTP packets with damaged payload bytes).
     """
 
-    def __init__(self, clip: Path | str, *, port: int | None = None, path: str = "stream",
+    def __init__(self, clip: Path | str | Sequence[Path | str], *, port: int | None = None, path: str = "stream",
                  user: str | None = None, password: str | None = None, mode: str = "normal",
-                 loop: bool = True, host: str = "127.0.0.1"):  # fmt: skip
-        self.clip = Path(clip)
+                 loop: bool = True, host: str = "127.0.0.1", stall_after: float | None = None,
+                 corrupt: float = 0.0):  # fmt: skip
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.clips = [Path(clip)] if isinstance(clip, (str, Path)) else [Path(c) for c in clip]
+        self.clip = self.clips[0]
         self.host = host
         self.port = port or free_port()
         self.path = path.strip("/")
         self.user, self.password = user, password
         self.mode = mode
         self.loop = loop
+        self.stall_after = stall_after
+        self.corrupt = corrupt
         self.proc: subprocess.Popen[str] | None = None
+        self._stderr: Any = None
         self.starts = 0
 
     @property
@@ -544,23 +599,27 @@ class RtspServer:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> "RtspServer":
+        """Start the server process (on the same port as before) and wait until it listens."""
         if self.running:
             return self
         env = dict(os.environ)
         env.pop("STREAMWATCH_TEST_RTSP_AUTH", None)
         if self.user is not None:
             env["STREAMWATCH_TEST_RTSP_AUTH"] = f"{self.user}:{self.password or ''}"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "rtsp-serve", str(self.clip),
+        cmd = [sys.executable, str(Path(__file__).resolve()), "rtsp-serve", *map(str, self.clips),
                "--host", self.host, "--port", str(self.port), "--path", self.path, "--mode", self.mode]  # fmt: skip
         if not self.loop:
             cmd.append("--no-loop")
+        if self.stall_after is not None:
+            cmd += ["--stall-after", str(self.stall_after)]
+        if self.corrupt:
+            cmd += ["--corrupt", str(self.corrupt)]
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill and block
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
         self.starts += 1
         deadline = time.monotonic() + timeout
-        import selectors
-
         with selectors.DefaultSelector() as sel:
             assert self.proc.stdout is not None
             sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -571,11 +630,16 @@ class RtspServer:
                         return self
                     if not line and self.proc.poll() is not None:
                         break
-        err = ""
-        if self.proc.poll() is not None and self.proc.stderr is not None:
-            err = self.proc.stderr.read()[-2000:]
+        err = self.stderr_text()[-2000:]
         self.kill()
         raise MediaError(f"RTSP test server did not start on port {self.port}: {err}")
+
+    def stderr_text(self) -> str:
+        """What the server process wrote to stderr (tracebacks, if any)."""
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read()
 
     def kill(self) -> None:
         """SIGKILL: connections drop abruptly, as when a camera or its switch dies."""
@@ -584,9 +648,11 @@ class RtspServer:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
         self.proc = None
 
     stop = kill
@@ -656,5 +722,6 @@ if pytest is not None:
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "rtsp-serve":
         sys.exit(_serve_main(sys.argv[2:]))
-    print("usage: media.py rtsp-serve CLIP --port N [--path P] [--mode normal|silent]", file=sys.stderr)
+    print("usage: media.py rtsp-serve CLIP [CLIP...] --port N [--path P] [--mode normal|silent|mute]"
+          " [--stall-after S] [--corrupt P]", file=sys.stderr)
     sys.exit(2)
