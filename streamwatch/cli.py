@@ -86,6 +86,26 @@ def _model_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(args: argparse.Namespace) -> int:
+    from streamwatch.config import ConfigError, load_config
+    from streamwatch.labels import LabelError, label_camera, label_from_file
+
+    try:
+        config = load_config(args.config)
+        if args.file:
+            saved = label_from_file(config, args.camera, Path(args.file), args.label)
+        elif args.label:
+            saved = label_camera(config, args.camera, args.label, args.frames, args.interval)
+        else:
+            raise LabelError("give --as CLASS (frames are taken from the camera) or --file LIST")
+    except (ConfigError, LabelError, OSError) as exc:
+        print(f"label: {exc}", file=sys.stderr)
+        return 2
+    print(f"saved {len(saved)} labelled frame(s) under {saved[0].parent.parent if saved else '-'}; "
+          "they are used by the next 'streamwatch trainer' run")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamwatch", description="Video quality diagnosis for surveillance cameras, alerts over MQTT."
@@ -100,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and print the effective config")
     check.add_argument("file", help="YAML config file")
     check.set_defaults(func=_check_config)
+
+    label = sub.add_parser("label", help="label frames of a camera for the next site refresh")
+    label.add_argument("camera", help="camera id from the config")
+    label.add_argument("--as", dest="label", help="class name (normal, frozen, ..., monochrome)")
+    label.add_argument("--file", help="CSV list of images: path[,class] per line")
+    label.add_argument("--frames", type=int, default=5, help="frames to take from the camera (default 5)")
+    label.add_argument("--interval", type=float, default=2.0, help="seconds between them (default 2)")
+    label.add_argument("--config", "-c", required=True, help="daemon config")
+    label.set_defaults(func=_label)
 
     model = sub.add_parser("model", help="list promoted model versions or roll back")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
