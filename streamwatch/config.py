@@ -392,8 +392,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def parse_yaml(text: str, path: Path | str) -> Any:
     """Parse YAML safely or raise ConfigError with line and column."""
-    loader = _NoAliasLoader(text)
+    loader = None
     try:
+        loader = _NoAliasLoader(text)  # the reader already rejects control characters here
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -402,7 +403,8 @@ def parse_yaml(text: str, path: Path | str) -> Any:
     except yaml.YAMLError as exc:
         raise ConfigError(path, [("", f"invalid YAML: {exc}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _resolve_relative_paths(config: Config, base: Path) -> list[tuple[str, str]]:
