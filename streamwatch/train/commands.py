@@ -92,7 +92,7 @@ def _add_model_shape(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add dataset / train / evaluate / explain / export to the streamwatch CLI."""
-    from streamwatch.model.network import VARIANTS
+    VARIANTS = ("mobilenet_v2", "eca_1", "eca_2", "eca_3", "eca_4")  # as in model.network; no torch import here
 
     p = subparsers.add_parser("dataset", help="build the training dataset from footage")
     dsub = p.add_subparsers(dest="dataset_command", required=True)
