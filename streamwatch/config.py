@@ -296,6 +296,35 @@ class ReservoirConfig(_Strict):
     min_confidence: float = Field(0.9, ge=0.0, le=1.0)
 
 
+class ShardConfig(_Strict):
+    """Run several replicas over one camera list (see streamwatch/sharding.py)."""
+
+    count: int = Field(1, ge=1, le=10_000)
+    #: This replica's index; None = the StatefulSet pod ordinal from $HOSTNAME (``name-N``).
+    index: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ShardConfig:
+        if self.index is not None and self.index >= self.count:
+            raise ValueError(f"index {self.index} must be below count {self.count}")
+        return self
+
+    def resolved_index(self) -> int:
+        if self.index is not None:
+            return self.index
+        if self.count == 1:
+            return 0
+        from streamwatch.sharding import ordinal_from_hostname
+
+        ordinal = ordinal_from_hostname()
+        if ordinal is None or ordinal >= self.count:
+            raise ValueError(
+                f"shard.index is not set and HOSTNAME={os.environ.get('HOSTNAME', '')!r} has no ordinal below "
+                f"shard.count={self.count}"
+            )
+        return ordinal
+
+
 class SpoolConfig(_Strict):
     #: Transitions kept on disk while the broker is unreachable; oldest dropped beyond this.
     max_events: int = Field(100_000, ge=10, le=10_000_000)
@@ -312,6 +341,7 @@ class Config(_Strict):
     state_dir: Path = Field(default_factory=lambda: default_state_dir())
     spool: SpoolConfig = SpoolConfig()
     reservoir: ReservoirConfig = ReservoirConfig()
+    shard: ShardConfig = ShardConfig()
     #: Port of the Prometheus metrics endpoint; None disables it.
     metrics_port: int | None = Field(None, ge=1, le=65535)
 
@@ -328,7 +358,14 @@ class Config(_Strict):
     # -- effective per-camera values -------------------------------------------------
 
     def enabled_cameras(self) -> list[CameraConfig]:
-        return [c for c in self.cameras if c.enabled]
+        """Enabled cameras that this replica watches (all of them unless sharded)."""
+        cameras = [c for c in self.cameras if c.enabled]
+        if self.shard.count == 1:
+            return cameras
+        from streamwatch.sharding import owner
+
+        index = self.shard.resolved_index()
+        return [c for c in cameras if owner(c.id, self.shard.count) == index]
 
     def camera_value(self, camera: CameraConfig, key: str) -> Any:
         """A per-camera setting, falling back to ``defaults``."""
@@ -438,6 +475,16 @@ def _resolve_relative_paths(config: Config, base: Path) -> list[tuple[str, str]]
         config.model.path = (base / config.model.path).resolve()
     if not config.state_dir.is_absolute():
         config.state_dir = (base / config.state_dir).resolve()
+    if config.shard.count > 1:
+        try:
+            index = config.shard.resolved_index()
+        except ValueError as exc:
+            problems.append(("shard.index", str(exc)))
+        else:
+            # Replicas may share a host (and a config): keep their state and MQTT sessions apart.
+            config.shard.index = index
+            config.state_dir = config.state_dir / f"shard-{index}"
+            config.mqtt.client_id = f"{config.mqtt.client_id}-shard{index}"
     if config.reservoir.dir is None:
         config.reservoir.dir = config.state_dir / "reservoir"
     elif not config.reservoir.dir.is_absolute():
