@@ -412,3 +412,34 @@ def test_mute_server_and_mid_stream_resolution_change(clip_factory, rtsp_server_
     mute_status = mute_reader.status()
     assert not mute_status.connected and mute_status.frames == 0 and mute_status.reconnects >= 1
     assert [e["event"] for e in logs if e["camera"] == "mute"] == ["camera_unavailable"]
+
+
+def test_capture_options_gate_serialises_only_different_values(monkeypatch):
+    import os
+
+    import streamwatch.sources.reader as reader_module
+
+    monkeypatch.setattr(reader_module, "_BASE_OPTIONS", "rtsp_transport;udp|max_delay;500000")
+    monkeypatch.setenv(reader_module.OPTIONS_ENV, "")
+    tcp = CameraReader("a", "rtsp://h/x")
+    udp = CameraReader("b", "rtsps://h/x", rtsp_transport="udp")
+    assert tcp._capture_options() == "max_delay;500000|rtsp_transport;tcp"
+    assert udp._capture_options() == "max_delay;500000|rtsp_transport;udp"
+    assert CameraReader("c", "/video.mp4")._capture_options() is None
+    with pytest.raises(ValueError):
+        CameraReader("d", "rtsp://h/x", rtsp_transport="http")
+
+    gate = reader_module._EnvGate()
+    assert gate.acquire("A") and gate.acquire("A") and gate.acquire(None)  # same value / don't care: shared
+    assert os.environ[reader_module.OPTIONS_ENV] == "A"
+    got_b = threading.Event()
+    threading.Thread(target=lambda: gate.acquire("B") and got_b.set(), daemon=True).start()
+    assert not got_b.wait(0.3)  # a different value waits for every "A" open to finish
+    for _ in range(3):
+        gate.release()
+    assert got_b.wait(2.0) and os.environ[reader_module.OPTIONS_ENV] == "B"
+    gate.release()
+    stop = threading.Event()
+    stop.set()
+    assert gate.acquire("C") and not (gate.acquire("D", stop))  # a stopping reader gives up waiting
+    gate.release()

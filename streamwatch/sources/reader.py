@@ -128,6 +128,8 @@ class _EnvGate:
             self._cond.notify_all()
 
 
+#: OPENCV_FFMPEG_CAPTURE_OPTIONS as the operator set it before this module was imported.
+_BASE_OPTIONS = os.environ.get(OPTIONS_ENV, "")
 _ENV_GATE = _EnvGate()
 
 
@@ -293,10 +295,16 @@ class CameraReader:
         return text
 
     def _capture_options(self) -> str | None:
+        """The ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` value this camera needs (None: any will do).
+
+        Options the operator set in the environment before start-up are kept; only
+        ``rtsp_transport`` is replaced.
+        """
         scheme = urlsplit(self.url).scheme.lower()
-        if scheme in ("rtsp", "rtsps"):
-            return f"rtsp_transport;{self.rtsp_transport}"
-        return None
+        if scheme not in ("rtsp", "rtsps"):
+            return None
+        kept = [opt for opt in _BASE_OPTIONS.split("|") if opt and not opt.startswith("rtsp_transport;")]
+        return "|".join([*kept, f"rtsp_transport;{self.rtsp_transport}"])
 
     def _open(self) -> Any:
         params = [
