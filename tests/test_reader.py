@@ -6,6 +6,7 @@ nothing depends on the machine being fast.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -32,6 +33,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return predicate()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def reader_threads() -> list[threading.Thread]:
@@ -210,10 +215,13 @@ def test_exception_in_thread_leads_to_reconnect(live_clip, readers, monkeypatch)
 def test_unreachable_camera_backs_off_and_logs_once(readers, capfd):
     url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{free_port()}/cam"
     reader = readers("gone", url, backoff=Backoff(initial=0.1, cap=0.8, jitter="none"), open_timeout=2)
+    fds = open_fds()
     with capture_logs() as logs:
         reader.start()
         time.sleep(2.5)
     status = reader.status()
+    assert reader.stop(2.0)
+    assert open_fds() <= fds  # failed opens leave no descriptor behind
     assert not status.connected and status.frames == 0 and status.last_error
     # Delays 0.1, 0.2, 0.4, 0.8, 0.8...: about 5 attempts in 2.5 s, not hundreds.
     assert 3 <= status.reconnects <= 8, status
@@ -228,6 +236,7 @@ def test_unreachable_camera_backs_off_and_logs_once(readers, capfd):
 def test_rtsp_server_killed_and_restarted(live_clip, rtsp_server_factory, readers, capfd):
     server = rtsp_server_factory(live_clip, user="admin", password=PASSWORD)
     reader = readers("cam", server.url, backoff=fast_backoff(), read_timeout=3, open_timeout=3)
+    fds = open_fds()
     with capture_logs() as logs:
         reader.start()
         assert wait_for(lambda: reader.status().frames >= 10, 10), reader.status()
@@ -242,6 +251,8 @@ def test_rtsp_server_killed_and_restarted(live_clip, rtsp_server_factory, reader
         assert wait_for(lambda: reader.status().frames >= frames_down + 10, 10), reader.status()
     status: ReaderStatus = reader.status()
     assert status.connected and status.last_error is None and status.reconnects >= failed_attempts
+    assert reader.stop(3.0)
+    assert open_fds() <= fds  # the dropped connection and the failed attempts leaked nothing
     events = [e["event"] for e in logs]
     # One line per state change, none per retry.
     assert events == ["camera_connected", "camera_disconnected", "camera_connected"], events
