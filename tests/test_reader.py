@@ -454,3 +454,34 @@ def test_capture_options_gate_serialises_only_different_values(monkeypatch):
     stop.set()
     assert gate.acquire("C") and not (gate.acquire("D", stop))  # a stopping reader gives up waiting
     gate.release()
+
+
+@pytest.mark.slow
+def test_ten_server_kill_restart_cycles_leak_nothing(clip_factory, rtsp_server_factory, readers):
+    """Issue 6: RTSP server killed and restarted 10 times while two readers (OpenCV and PyAV
+    keyframes) stream from it; both recover every time; threads and descriptors stay flat."""
+    from streamwatch.sources.pyav_reader import PyAVReader
+
+    clip = clip_factory(seconds=4, size=(320, 180), fps=FPS, gop=FPS // 2)
+    server = rtsp_server_factory(clip)
+    backoff = dict(initial=0.1, cap=0.3, jitter="none")
+    cv_reader = readers("soak-cv", server.url, backoff=Backoff(**backoff), read_timeout=3, open_timeout=3)
+    av_reader = PyAVReader("soak-av", server.url, backoff=Backoff(**backoff), read_timeout=3, open_timeout=3)
+    both = (cv_reader, av_reader)
+    for r in both:
+        r.start()
+    try:
+        assert wait_for(lambda: all(r.status().frames for r in both), 10)
+        fds, threads = open_fds(), threading.active_count()
+        for cycle in range(10):
+            before = [r.status().frames for r in both]
+            assert wait_for(lambda: all(r.status().frames > f for r, f in zip(both, before)), 10), cycle
+            server.kill()
+            assert wait_for(lambda: not any(r.status().connected for r in both), 8), cycle
+            server.start()
+        assert wait_for(lambda: all(r.status().connected for r in both), 10)
+        assert all(r.status().reconnects >= 10 for r in both)
+        assert threading.active_count() <= threads
+        assert open_fds() <= fds + 2  # a connection being set up at this instant
+    finally:
+        assert av_reader.stop(3.0)
