@@ -301,17 +301,19 @@ def test_backlog_survives_kill_9_of_the_daemon_during_an_outage(broker, sink_fac
     assert [json.loads(m.payload)["id"] for m in collector.on(f"{P}/events")] == [f"child-{i:05d}" for i in range(40)]
 
 
-def test_spool_bound_drops_oldest_during_outage(broker, sink_factory, mqtt_collector, tmp_path):
-    broker.kill()
+def test_spool_bound_drops_oldest_during_outage(broker, sink_factory, mqtt_collector, tcp_proxy, tmp_path):
+    collector = mqtt_collector(broker.host, broker.port, [f"{P}/events"])
+    proxy = tcp_proxy(broker.port)
+    proxy.block()  # the broker is unreachable for the sink
     spool = Spool(tmp_path / "spool.sqlite3", 10)
     with structlog.testing.capture_logs() as logs:
-        sink = sink_factory(broker.port, spool)
+        sink = sink_factory(proxy.port, spool)
         for i in range(25):
             sink.publish_event(event(i))
     drops = [e for e in logs if e["event"].startswith("spool full")]
     assert sum(e["dropped"] for e in drops) == 15
-    broker.start()
-    collector = mqtt_collector(broker.host, broker.port, [f"{P}/events"])
+    assert not sink._connected
+    proxy.unblock()
     assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= 10, 10)
     time.sleep(0.2)
     assert event_ids(collector) == [f"ev-{i:05d}" for i in range(15, 25)]
@@ -386,15 +388,15 @@ def test_discovery_resent_on_home_assistant_online_and_garbage_ignored(broker, s
         for garbage in (b"\xff\xfe\x00", b"", b"ONLINE?", b"x" * 100_000, b'{"state": "online"}'):
             collector.publish("homeassistant/status", garbage)
         collector.publish("homeassistant/status", "offline")
-        time.sleep(0.3)
-        assert len(collector.on(config_topic)) == 1, "garbage must not trigger a re-send"
+        assert wait_until(lambda: any(e["event"] == "home assistant went offline" for e in logs), 5), logs
+        assert len(collector.on(config_topic)) == 1, ("garbage must not trigger a re-send", collector.on(config_topic), logs)
         collector.publish("homeassistant/status", "online")
         assert collector.wait_for(lambda c: len(c.on(config_topic)) >= 2, 5)
         sink.publish_event(event(1))  # the sink still works
         assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) == 1, 5)
     ignored = [e for e in logs if "ignored" in e["event"]]
-    assert len(ignored) == 5 and all(e["log_level"] in ("warning", "debug") for e in ignored)
-    assert not [e for e in logs if e["log_level"] in ("error", "critical") or "exc_info" in e]
+    assert len(ignored) == 5 and all(e["log_level"] in ("warning", "debug") for e in ignored), logs
+    assert not [e for e in logs if e["log_level"] in ("error", "critical") or "exc_info" in e], logs
 
 
 def test_removed_camera_has_its_retained_topics_cleared(broker, sink_factory):
@@ -434,7 +436,8 @@ def test_one_log_line_per_outage_not_per_retry_and_no_password(broker, sink_fact
         assert wait_until(lambda: not sink._connected, 5)
         time.sleep(1.0)
         broker.start()
-        wait_connected(sink)
+        # The "connected" line comes right after the flag is set: wait for the line itself.
+        assert wait_until(lambda: sum(e["event"] == "mqtt connected" for e in logs) == 2, 10)
     levels = [(e["log_level"], e["event"]) for e in logs if e["log_level"] != "debug"]
     assert [e for _, e in levels if "unreachable" in e] == ["mqtt broker unreachable; retrying in the background"]
     assert len([e for _, e in levels if e.startswith("mqtt connected")]) == 2
@@ -548,3 +551,14 @@ def test_untrusted_server_certificate_is_reported_once(tls_broker, sink_factory,
     assert not sink._connected
     unreachable = [e for e in logs if "unreachable" in e["event"]]
     assert len(unreachable) == 1 and "CERTIFICATE_VERIFY_FAILED" in unreachable[0]["error"]
+
+
+def test_unusable_tls_files_fail_start_with_a_clear_error(tmp_path, sink_factory):
+    from streamwatch.config import TLSConfig
+
+    bad = tmp_path / "ca.crt"
+    bad.write_text("not a certificate")
+    sink = sink_factory(1883, config=make_config(1883, tls=TLSConfig(enabled=True, ca_file=bad)), start=False)
+    with pytest.raises(RuntimeError, match="mqtt.tls"):
+        sink.start()
+    sink.stop()  # harmless after a failed start

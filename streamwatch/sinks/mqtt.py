@@ -139,9 +139,9 @@ class MQTTSink:
         """Connect in the background and start delivering. Raises only for unusable settings."""
         if self._started:
             return
-        self._started = True
-        client = self._make_client()
+        client = self._make_client()  # raises RuntimeError for unreadable password/TLS files
         self._client = client
+        self._started = True
         kwargs: dict[str, Any] = {}
         if self.protocol == mqtt.MQTTv5:
             kwargs["clean_start"] = True
@@ -298,16 +298,21 @@ class MQTTSink:
             except (OSError, IndexError, UnicodeDecodeError) as exc:
                 source = "password_file" if cfg.password_file else "password_env" if cfg.password_env else "password"
                 raise RuntimeError(f"cannot read the MQTT password from mqtt.{source}: {type(exc).__name__}") from None
+            if password is None and cfg.password_env is not None:
+                log.warning("mqtt password environment variable is not set", variable=cfg.password_env)
             client.username_pw_set(cfg.username, password)
         if cfg.tls.enabled:
             tls = cfg.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            try:
+                client.tls_set(
+                    ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                    certfile=str(tls.cert_file) if tls.cert_file else None,
+                    keyfile=str(tls.key_file) if tls.key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                )
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise RuntimeError(f"cannot load the MQTT TLS files (mqtt.tls): {exc}") from None
             client.tls_insecure_set(tls.insecure)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -454,7 +459,10 @@ class MQTTSink:
         base = f"{self.prefix}/{status.camera}"
         self._publish(f"{base}/status", json.dumps(status.to_payload(), separators=(",", ":")), qos=0, retain=True)
         for fault, active in status.faults.items():
-            self._publish(f"{base}/{fault}", "ON" if active else "OFF", qos=0, retain=True)
+            topic = f"{base}/{fault}"
+            if topic in self._tombstones:
+                continue  # fault no longer monitored on this camera (see set_cameras)
+            self._publish(topic, "ON" if active else "OFF", qos=0, retain=True)
 
     def _discovery_topic(self, camera: str, fault: str) -> str:
         return f"{self.config.discovery.prefix}/binary_sensor/{self.node_id}/{camera}_{fault}/config"
