@@ -215,6 +215,9 @@ class DefaultsConfig(_Strict):
     #: (a clock ticking, a person moving) and restarts the frozen timer.
     frozen_change_threshold: float = Field(2.5, gt=0.0, le=255.0)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    #: How frames are decoded: "all" (OpenCV, every frame), "keyframes" (PyAV, keyframes
+    #: plus their successor only) or "auto" (see streamwatch/daemon.py: choose_decode).
+    decode: DecodeMode = "auto"
     faults: FaultMap = Field(default_factory=dict)
 
     _faults_known = field_validator("faults")(_check_fault_names)
@@ -233,6 +236,7 @@ class CameraConfig(_Strict):
     frozen_noise_floor: float | None = Field(None, ge=0.0, le=50.0)
     frozen_change_threshold: float | None = Field(None, gt=0.0, le=255.0)
     rtsp_transport: Literal["tcp", "udp"] | None = None
+    decode: DecodeMode | None = None
     faults: FaultMap = Field(default_factory=dict)
 
     _faults_known = field_validator("faults")(_check_fault_names)

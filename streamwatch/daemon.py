@@ -60,9 +60,38 @@ def camera_fingerprint(config: Config, camera: CameraConfig) -> Any:
         camera.model_dump(),
         {k: config.camera_value(camera, k) for k in
          ("sample_interval", "signal_timeout", "frozen_after", "frozen_noise_floor",
-          "frozen_change_threshold", "rtsp_transport")},
+          "frozen_change_threshold", "rtsp_transport", "decode")},
         config.fault_settings(camera),
     )
+
+
+#: ``decode: auto`` decodes keyframes only when a camera is sampled at most this often (s).
+AUTO_KEYFRAMES_MIN_INTERVAL = 1.0
+#: ``decode: auto`` falls back to every frame when no keyframe came for this long (s) ...
+AUTO_FALLBACK_MIN_GAP = 10.0
+#: ... or for this many sample intervals, whichever is longer.
+AUTO_FALLBACK_INTERVALS = 2.0
+
+
+def choose_decode(config: Config, camera: CameraConfig) -> tuple[str, float | None]:
+    """(decoder, keyframe gap that triggers a fallback to every frame or None) for a camera.
+
+    ``all``: OpenCV, every frame. ``keyframes``: PyAV, keyframes plus one successor each, no
+    fallback. ``auto`` (the default): keyframes when ``sample_interval`` >= 1 s (sparser
+    sampling cannot use more than one picture per keyframe anyway, and keyframes-only costs
+    ~1/10 of full decoding, docs/performance.md), falling back to every frame when the stream
+    shows no keyframe for max(2 x sample_interval, 10 s) of stream time (intra-refresh or
+    "smart" codecs without regular keyframes); every frame for faster sampling.
+    """
+    mode = config.camera_value(camera, "decode")
+    interval = config.camera_value(camera, "sample_interval")
+    if mode == "all":
+        return "all", None
+    if mode == "keyframes":
+        return "keyframes", None
+    if interval < AUTO_KEYFRAMES_MIN_INTERVAL:
+        return "all", None
+    return "keyframes", max(AUTO_FALLBACK_INTERVALS * interval, AUTO_FALLBACK_MIN_GAP)
 
 
 def load_classifier(config: Config):
@@ -155,13 +184,16 @@ class Daemon:
         from streamwatch.sources.reader import CameraReader
 
         cfg = self.config
-        reader = CameraReader(
-            camera.id,
-            camera.url,
-            loop=camera.loop,
-            rtsp_transport=cfg.camera_value(camera, "rtsp_transport"),
-            motion_meter=MotionMeter,
+        decoder, fallback_after = choose_decode(cfg, camera)
+        kwargs: dict[str, Any] = dict(
+            loop=camera.loop, rtsp_transport=cfg.camera_value(camera, "rtsp_transport"), motion_meter=MotionMeter
         )
+        if decoder == "keyframes":
+            from streamwatch.sources.pyav_reader import PyAVReader
+
+            reader = PyAVReader(camera.id, camera.url, keyframes_only=True, fallback_after=fallback_after, **kwargs)
+        else:
+            reader = CameraReader(camera.id, camera.url, **kwargs)
         self.monitor.add_camera(cfg, camera)
         reader.start()
         self._readers[camera.id] = reader
@@ -169,7 +201,7 @@ class Daemon:
         self.sampler.add_camera(
             camera.id, reader, cfg.camera_value(camera, "sample_interval"), cfg.camera_value(camera, "signal_timeout")
         )
-        log.info("camera_started", camera=camera.id, url=mask_url(camera.url))
+        log.info("camera_started", camera=camera.id, url=mask_url(camera.url), decode=decoder)
 
     def _stop_camera(self, camera_id: str, forget: bool) -> None:
         self.sampler.remove_camera(camera_id)

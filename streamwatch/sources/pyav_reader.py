@@ -5,18 +5,28 @@
 them. Only opening and decoding differ: PyAV demuxes every packet but, with
 ``keyframes_only=True`` (the default), tells the decoder ``skip_frame = "NONKEY"`` so only
 keyframes (IDR/I pictures) are decoded - about 13x less CPU than decoding every frame of a
-1080p H.264 stream (``bench/decode.py``; ``/work/shared/notes/measurements.md``). A camera with
-a keyframe every 2 s then yields one frame every 2 s, which is all a sampler that looks once
-every 1-2 s needs.
+1080p H.264 stream (``bench/decode.py``; ``docs/performance.md``). A camera with a keyframe
+every 2 s then yields one frame every 2 s, which is all a sampler that looks once every 1-2 s
+needs.
+
+Motion for the frozen check: right after each keyframe the decoder is switched back to
+``skip_frame = "DEFAULT"`` for exactly one frame, the keyframe's successor (a P frame that
+references only the keyframe, so it decodes correctly), and then to ``NONKEY`` again.
+``Frame.motion`` of the delivered keyframe is the mean grey difference between the keyframe and
+its successor - two *consecutive* frames, as ``MotionMeter`` measures in the full decoder -
+computed on nearest-neighbour thumbnails of the luma plane (no colour conversion of the
+successor; limited-range luma is scaled by 255/219 to the BGR grey scale). The keyframe is
+delivered once its successor is decoded (one frame period later). Cost: see
+docs/performance.md.
 
 Consequences for consumers:
 
-* ``Frame.motion`` is None: consecutive decoded frames are a GOP apart, so the
-  consecutive-frame difference a full decoder can measure does not exist here; the frozen check
-  must compare samples (``checks.temporal`` does when ``motion`` is None).
 * ``latest()`` can be up to one GOP old; ``Frame.captured_mono`` says when it was decoded.
-* A stream without periodic keyframes (intra refresh) delivers nothing after the first frame
-  and ends up ``signal_lost`` after ``read_timeout``: use ``keyframes_only=False`` there.
+* A stream without periodic keyframes (intra refresh) delivers nothing after the first frame.
+  With ``fallback_after=S`` the reader notices that no keyframe came for S seconds of stream
+  time while packets kept arriving, logs ``decode_fallback`` and decodes every frame from then
+  on (for the rest of its life, reconnects included); without it the camera ends up
+  ``signal_lost``.
 
 File sources are paced by the frames' presentation timestamps on the monotonic clock, looping
 with continuous time like ``CameraReader``.
@@ -25,10 +35,11 @@ with continuous time like ``CameraReader``.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from streamwatch.checks.temporal import grey_thumbnail, mean_difference
 from streamwatch.events import Frame
 from streamwatch.sources.reader import MAX_BAD_FRAMES, CameraReader, normalise_image
 
@@ -38,13 +49,39 @@ except ImportError:  # pragma: no cover - av is a dependency, but keep the impor
     av = None  # type: ignore[assignment]
 
 
-class _PyAVCapture:
-    """One open PyAV container and its video decoder."""
+#: Limited-range ("MPEG", 16..235) luma to the 0..255 grey scale of a BGR conversion.
+_LIMITED_TO_FULL = 255.0 / 219.0
+_FULL_RANGE_FORMATS = ("yuvj420p", "yuvj422p", "yuvj444p")
 
-    def __init__(self, container: Any, keyframes_only: bool, threads: int | None):
+
+def luma_thumbnail(frame: Any) -> tuple[np.ndarray, float]:
+    """(grey thumbnail of a decoded frame's luma plane, scale to the BGR grey scale).
+
+    Reads the Y plane in place (no colour conversion); other pixel formats are converted.
+    """
+    fmt = frame.format.name
+    if fmt.startswith(("yuv", "nv")) and not fmt.startswith(("yuva", "yuyv")):
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        full = fmt in _FULL_RANGE_FORMATS or getattr(frame, "color_range", 0) == 2  # AVCOL_RANGE_JPEG
+        return grey_thumbnail(y), (1.0 if full else _LIMITED_TO_FULL)
+    return grey_thumbnail(frame.to_ndarray(format="gray")), 1.0
+
+
+class _PyAVCapture:
+    """One open PyAV container and its video decoder.
+
+    ``keyframes_only``: decode keyframes plus the one frame after each (see the module
+    docstring). ``fallback_after``: seconds of stream time without a keyframe after which the
+    decoder switches to every frame (``fell_back`` becomes True).
+    """
+
+    def __init__(self, container: Any, keyframes_only: bool, threads: int | None,
+                 fallback_after: float | None = None):
         self.container = container
         self.stream = container.streams.video[0]
         ctx = self.stream.codec_context
+        self.keyframes_only = keyframes_only
         if keyframes_only:
             ctx.skip_frame = "NONKEY"
         ctx.thread_count = int(threads or 1)
@@ -57,9 +94,37 @@ class _PyAVCapture:
             self.duration = float(self.stream.duration * self.stream.time_base)
         else:
             self.duration = None
+        self.fallback_after = fallback_after
+        self.fell_back = False
+        self._last_key_time: float | None = None  # stream time of the newest keyframe packet
+        self._first_packet_time: float | None = None
         self._packets = container.demux(self.stream)
         self._pending: list[Any] = []
         self._flushed = False
+
+    @property
+    def decoder(self) -> str:
+        return "pyav-keyframes" if self.keyframes_only else "pyav"
+
+    def set_skip(self, skip: str) -> None:
+        self.stream.codec_context.skip_frame = skip
+
+    def _watch_keyframes(self, packet: Any) -> None:
+        """Fall back to decoding every frame when keyframes stop coming (intra refresh)."""
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None or packet.time_base is None:
+            return
+        t = float(ts * packet.time_base)
+        if packet.is_keyframe:
+            self._last_key_time = t
+            return
+        if self._first_packet_time is None:
+            self._first_packet_time = t
+        since = self._last_key_time if self._last_key_time is not None else self._first_packet_time
+        if t - since > self.fallback_after:
+            self.keyframes_only = False
+            self.fell_back = True
+            self.set_skip("DEFAULT")
 
     def next_frame(self, stop: Any = None) -> Any | None:
         """The next decoded frame; None at the end of the stream or once ``stop`` is set.
@@ -81,6 +146,8 @@ class _PyAVCapture:
                 self._flushed = True
                 self._pending.extend(self.stream.codec_context.decode(None))
                 continue
+            if self.keyframes_only and self.fallback_after is not None:
+                self._watch_keyframes(packet)
             self._pending.extend(packet.decode())
         return self._pending.pop(0)
 
@@ -94,11 +161,29 @@ class _PyAVCapture:
 class PyAVReader(CameraReader):
     """``CameraReader`` decoding with PyAV, keyframes only by default. See the module docstring."""
 
-    def __init__(self, camera_id: str, url: str, *, keyframes_only: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        *,
+        keyframes_only: bool = True,
+        fallback_after: float | None = None,
+        realtime: bool = True,
+        on_frame: Callable[[Frame], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``realtime=False``: files are decoded as fast as possible instead of at their frame
+        rate (offline analysis, tests). ``on_frame(frame)`` is called from the reader thread
+        for every delivered frame (must not block)."""
         if av is None:  # pragma: no cover
             raise RuntimeError("PyAV (package 'av') is not installed")
         super().__init__(camera_id, url, **kwargs)
         self.keyframes_only = keyframes_only
+        self.fallback_after = fallback_after
+        self.realtime = realtime
+        self._on_frame = on_frame
+        #: Set once the reader fell back from keyframes-only to every frame (``fallback_after``).
+        self.fell_back = False
         # File pacing state (reader thread only): media time -> monotonic time.
         self._anchor: tuple[float, float] | None = None  # (monotonic, media seconds)
         self._media_offset = 0.0  # added to frame times so loops continue the timeline
@@ -123,7 +208,7 @@ class PyAVReader(CameraReader):
         try:
             if not container.streams.video:
                 raise ValueError("source has no video stream")
-            return _PyAVCapture(container, self.keyframes_only, self.decode_threads)
+            return _PyAVCapture(container, self.keyframes_only, self.decode_threads, self.fallback_after)
         except Exception:
             container.close()
             raise
@@ -134,17 +219,16 @@ class PyAVReader(CameraReader):
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
             "fps": round(cap.fps, 3) if 0 < cap.fps <= 1000 else None,
-            "decoder": "pyav-keyframes" if cap.stream.codec_context.skip_frame != "DEFAULT" else "pyav",
+            "decoder": cap.decoder,
         }
 
     def _pump(self, cap: Any, clock: Any, motion: Any, connected_at: float) -> tuple[str, str | None]:
-        pace = not self.is_network
+        pace = not self.is_network and self.realtime
         delivered = bad = 0
         backoff_reset = False
-        with_motion = (
-            motion is not None and not self.keyframes_only and "motion" in getattr(Frame, "__dataclass_fields__", {})
-        )
+        has_motion = motion is not None and "motion" in getattr(Frame, "__dataclass_fields__", {})
         period = 1.0 / cap.fps if 0 < cap.fps <= 1000 else 0.04
+        key: tuple[Any, np.ndarray] | None = None  # keyframe waiting for its successor
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -162,6 +246,14 @@ class PyAVReader(CameraReader):
                 return "error", self.scrub(f"{type(exc).__name__}: {exc}")
             if self._stop.is_set():
                 return "stopped", None
+            if cap.fell_back and not self.fell_back:
+                self.fell_back, self.keyframes_only, key = True, False, None
+                self._log.warning(
+                    "decode_fallback",
+                    url=self.masked_url,
+                    reason=f"no keyframe for {cap.fallback_after:g} s of stream",
+                    decoder=cap.decoder,
+                )
             if frame is None:
                 if not self.is_network:
                     if delivered == 0:
@@ -172,13 +264,37 @@ class PyAVReader(CameraReader):
                 if time.monotonic() - started >= self.read_timeout * 0.9:
                     return "error", f"no frame within {self.read_timeout:g} s"
                 return "error", "stream ended"
-            image = normalise_image(frame.to_ndarray(format="bgr24"))
-            if image is None:
-                bad += 1
-                if bad >= MAX_BAD_FRAMES:
-                    return "error", f"{bad} unusable frames in a row"
+            extra: dict[str, Any] = {}
+            if cap.keyframes_only and has_motion and key is None:
+                # A keyframe: keep it, decode exactly one more frame (its successor) for motion.
+                image = normalise_image(frame.to_ndarray(format="bgr24"))
+                if image is None:
+                    bad += 1
+                    if bad >= MAX_BAD_FRAMES:
+                        return "error", f"{bad} unusable frames in a row"
+                    continue
+                bad = 0
+                key = (frame, image)
+                cap.set_skip("DEFAULT")
                 continue
-            bad = 0
+            if key is not None:
+                # The keyframe's successor: measure, then deliver the keyframe.
+                cap.set_skip("NONKEY")
+                (frame, image), successor = key, frame
+                key = None
+                a, scale = luma_thumbnail(frame)
+                b, _ = luma_thumbnail(successor)
+                extra["motion"] = mean_difference(a, b) * scale
+            else:
+                image = normalise_image(frame.to_ndarray(format="bgr24"))
+                if image is None:
+                    bad += 1
+                    if bad >= MAX_BAD_FRAMES:
+                        return "error", f"{bad} unusable frames in a row"
+                    continue
+                bad = 0
+                if has_motion and not cap.keyframes_only:
+                    extra["motion"] = motion.update(image)
             if pace:
                 t = (frame.time if frame.time is not None else delivered * period) + self._media_offset
                 self._media_last = t
@@ -193,13 +309,14 @@ class PyAVReader(CameraReader):
             delivered += 1
             self._seq += 1
             now_mono = time.monotonic()
-            extra = {"motion": motion.update(image)} if with_motion else {}
             out = Frame(self.camera_id, image, self._seq, time.time(), now_mono, **extra)
             with self._lock:
                 self._frame = out
                 self._frames += 1
                 self._last_frame_mono = now_mono
                 self._last_error = None
+            if self._on_frame is not None:
+                self._on_frame(out)
             if not backoff_reset and (not self.is_network or now_mono - connected_at >= self.stable_after):
                 self.backoff.reset()
                 backoff_reset = True
