@@ -65,33 +65,29 @@ def camera_fingerprint(config: Config, camera: CameraConfig) -> Any:
     )
 
 
-#: ``decode: auto`` decodes keyframes only when a camera is sampled at most this often (s).
-AUTO_KEYFRAMES_MIN_INTERVAL = 1.0
-#: ``decode: auto`` falls back to every frame when no keyframe came for this long (s) ...
-AUTO_FALLBACK_MIN_GAP = 10.0
-#: ... or for this many sample intervals, whichever is longer.
-AUTO_FALLBACK_INTERVALS = 2.0
+#: ``decode: auto`` keeps keyframes-only decoding while the stream's keyframes are at most this
+#: many sample intervals apart (in stream time), and decodes every frame otherwise.
+AUTO_MAX_KEYFRAME_GAP = 1.25
 
 
 def choose_decode(config: Config, camera: CameraConfig) -> tuple[str, float | None]:
-    """(decoder, keyframe gap that triggers a fallback to every frame or None) for a camera.
+    """(decoder, keyframe gap in seconds that triggers a fallback to every frame, or None).
 
-    ``all``: OpenCV, every frame. ``keyframes``: PyAV, keyframes plus one successor each, no
-    fallback. ``auto`` (the default): keyframes when ``sample_interval`` >= 1 s (sparser
-    sampling cannot use more than one picture per keyframe anyway, and keyframes-only costs
-    ~1/10 of full decoding, docs/performance.md), falling back to every frame when the stream
-    shows no keyframe for max(2 x sample_interval, 10 s) of stream time (intra-refresh or
-    "smart" codecs without regular keyframes); every frame for faster sampling.
+    ``all``: OpenCV, every frame. ``keyframes``: PyAV, keyframes plus one successor each, never
+    falls back (a camera sampled more often than it sends keyframes is then sampled once per
+    keyframe). ``auto`` (the default): PyAV keyframes-only - about 1/10 of the CPU of decoding
+    every frame (docs/performance.md) - as long as keyframes come at least once per sample
+    interval (gap <= 1.25 x ``sample_interval`` of stream time); as soon as the stream shows a
+    longer gap (GOP longer than the sample interval, intra refresh, "smart" codecs without
+    regular keyframes) the reader decodes every frame, so the configured sample rate is always
+    honoured.
     """
     mode = config.camera_value(camera, "decode")
-    interval = config.camera_value(camera, "sample_interval")
     if mode == "all":
         return "all", None
     if mode == "keyframes":
         return "keyframes", None
-    if interval < AUTO_KEYFRAMES_MIN_INTERVAL:
-        return "all", None
-    return "keyframes", max(AUTO_FALLBACK_INTERVALS * interval, AUTO_FALLBACK_MIN_GAP)
+    return "keyframes", AUTO_MAX_KEYFRAME_GAP * config.camera_value(camera, "sample_interval")
 
 
 def load_classifier(config: Config):

@@ -22,11 +22,11 @@ docs/performance.md.
 Consequences for consumers:
 
 * ``latest()`` can be up to one GOP old; ``Frame.captured_mono`` says when it was decoded.
-* A stream without periodic keyframes (intra refresh) delivers nothing after the first frame.
+* A stream whose keyframes are far apart (long GOP, intra refresh) delivers few or no frames.
   With ``fallback_after=S`` the reader notices that no keyframe came for S seconds of stream
   time while packets kept arriving, logs ``decode_fallback`` and decodes every frame from then
-  on (for the rest of its life, reconnects included); without it the camera ends up
-  ``signal_lost``.
+  on (for the rest of its life, reconnects included; ``decode: auto`` in the daemon sets S to
+  1.25 sample intervals). Without it a stream without keyframes ends up ``signal_lost``.
 
 File sources are paced by the frames' presentation timestamps on the monotonic clock, looping
 with continuous time like ``CameraReader``.
@@ -248,7 +248,7 @@ class PyAVReader(CameraReader):
                 return "stopped", None
             if cap.fell_back and not self.fell_back:
                 self.fell_back, self.keyframes_only, key = True, False, None
-                self._log.warning(
+                self._log.info(
                     "decode_fallback",
                     url=self.masked_url,
                     reason=f"no keyframe for {cap.fallback_after:g} s of stream",
