@@ -86,7 +86,7 @@ def snapshot_when(broker, topic: str, predicate, timeout: float = 5.0) -> dict[s
 
 
 def wait_connected(sink: MQTTSink, timeout: float = 10.0) -> None:
-    assert wait_until(lambda: sink._connected, timeout), "sink did not connect"
+    assert wait_until(lambda: sink.connected, timeout), "sink did not connect"
 
 
 # -- availability ----------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_broker_killed_and_restarted_mid_stream_loses_nothing_and_keeps_order(
     producer.start()
     assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= kill_at, 10)
     proxy.block()
-    assert wait_until(lambda: not sink._connected, 5)
+    assert wait_until(lambda: not sink.connected, 5)
     unacked_at_cut = {key for key, _, _ in sink._inflight.values()}  # spool keys: event i has key i + 1
     time.sleep(0.2)  # the broker forwards what it received before the cut
     broker.kill()
@@ -267,7 +267,7 @@ def test_backlog_survives_sink_stop_while_broker_down(broker, sink_factory, mqtt
     sink = sink_factory(broker.port, spool)
     wait_connected(sink)
     broker.kill()
-    assert wait_until(lambda: not sink._connected, 5)
+    assert wait_until(lambda: not sink.connected, 5)
     for i in range(50):
         sink.publish_event(event(i))
     started = time.monotonic()
@@ -312,7 +312,7 @@ def test_spool_bound_drops_oldest_during_outage(broker, sink_factory, mqtt_colle
             sink.publish_event(event(i))
     drops = [e for e in logs if e["event"].startswith("spool full")]
     assert sum(e["dropped"] for e in drops) == 15
-    assert not sink._connected
+    assert not sink.connected
     proxy.unblock()
     assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= 10, 10)
     time.sleep(0.2)
@@ -433,7 +433,7 @@ def test_one_log_line_per_outage_not_per_retry_and_no_password(broker, sink_fact
         broker.start()
         wait_connected(sink)
         broker.kill()
-        assert wait_until(lambda: not sink._connected, 5)
+        assert wait_until(lambda: not sink.connected, 5)
         time.sleep(1.0)
         broker.start()
         # The "connected" line comes right after the flag is set: wait for the line itself.
@@ -530,7 +530,7 @@ def test_wrong_password_is_logged_once_and_nothing_is_lost(tls_broker, sink_fact
         sink = sink_factory(broker.port, config=cfg, reconnect_min_delay=0.02, reconnect_max_delay=0.05)
         sink.publish_event(event(1))
         time.sleep(1.0)  # many refused attempts
-    assert not sink._connected and len(sink.spool) == 1
+    assert not sink.connected and len(sink.spool) == 1
     refused = [e for e in logs if "refused the connection" in e["event"]]
     assert len(refused) == 1 and refused[0]["log_level"] == "error"
     assert "wrong-pw" not in repr(logs)
@@ -548,7 +548,7 @@ def test_untrusted_server_certificate_is_reported_once(tls_broker, sink_factory,
     with structlog.testing.capture_logs() as logs:
         sink = sink_factory(broker.port, config=cfg, reconnect_min_delay=0.02, reconnect_max_delay=0.05)
         time.sleep(0.8)
-    assert not sink._connected
+    assert not sink.connected
     unreachable = [e for e in logs if "unreachable" in e["event"]]
     assert len(unreachable) == 1 and "CERTIFICATE_VERIFY_FAILED" in unreachable[0]["error"]
 

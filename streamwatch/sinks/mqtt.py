@@ -133,6 +133,18 @@ class MQTTSink:
         self._refused_logged = False
         self._delivery: threading.Thread | None = None
 
+    # -- read-only state (health checks, metrics) ----------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the broker."""
+        return self._connected
+
+    @property
+    def pending_events(self) -> int:
+        """Events not yet acknowledged by the broker (spooled + in flight)."""
+        return len(self.spool)
+
     # -- AlertSink ---------------------------------------------------------------------
 
     def start(self) -> None:

@@ -235,6 +235,19 @@ class Spool:
             out.append((int(key), payload))
         return out
 
+    def _count_left_in_file(self) -> int:
+        """Events an unwritable spool file still holds (delivered once it is writable again)."""
+        if not self.path.is_file():
+            return 0
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True)
+            try:
+                return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError, ValueError):
+            return 0
+
     # -- memory fallback ------------------------------------------------------------
 
     def _mem_put(self, payload: dict[str, Any]) -> int:
@@ -267,6 +280,7 @@ class Spool:
             except sqlite3.Error:
                 pass
             self._db = None
+        left_in_file = 0 if kept else self._count_left_in_file()
         if kept:
             next_key = max(next_key, max(kept) + 1)
         self._memory = kept
@@ -278,6 +292,7 @@ class Spool:
             during=during,
             error=f"{type(exc).__name__}: {exc}",
             kept_events=len(kept),
+            left_in_file=left_in_file,
             hint="check that the state directory exists, is writable by the daemon and its disk is not full",
         )
         self._trim()

@@ -15,6 +15,10 @@ Also here:
   ``wait_for(predicate, timeout)``.
 * ``retained_snapshot(host, port, topic)``: what the broker currently retains, read by a
   fresh client.
+* ``make_tls_files(dir)`` (a throw-away CA, server and client certificates, made with the
+  openssl CLI), ``make_password_file(path, users)`` (``mosquitto_passwd``) and
+  ``TLS_PASSWORD_CONF``, a config template for a TLS listener that requires a client
+  certificate and a password; an ACL is one ``extra_conf="acl_file {dir}/acl"`` away.
 * ``TcpProxy``: a TCP relay between a client and the broker that the test can ``block()``
   (close the relayed connections and refuse new ones) and ``unblock()``: with it a test
   decides *when* a client may reach a restarted broker, so it can make sure its own
