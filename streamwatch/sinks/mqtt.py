@@ -190,6 +190,7 @@ class MQTTSink:
             if not self.config.discovery.enabled:
                 new_tombs = {t for t in new_tombs if not t.startswith(f"{self.config.discovery.prefix}/")}
             # A camera that is (back) in the set gets its topics back.
+            readded = [cam_id for cam_id in wanted if cam_id in self._removed]
             live_topics = set(discovery)
             for cam_id, (_, cam_faults) in wanted.items():
                 self._removed.discard(cam_id)
@@ -207,7 +208,7 @@ class MQTTSink:
                     self._publish(topic, b"", qos=0, retain=True)
                 for topic, payload in changed.items():
                     self._publish(topic, payload, qos=0, retain=True)
-                for cam_id in added:
+                for cam_id in readded:  # its status was kept back while it was removed
                     if cam_id in self._status:
                         self._publish_camera_state(self._status[cam_id])
         if previous.keys() - wanted.keys() or added:
