@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -141,11 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--config", "-c", required=True, help="daemon config (for state_dir)")
     rollback.set_defaults(func=_model_rollback)
 
-    try:
-        from streamwatch.train import commands
-    except ImportError:  # the trainer is optional; the daemon never needs it
-        commands = None
-    if commands is not None:
+    # The trainer's commands are optional (the daemon never needs them); none imports torch here.
+    for module in ("streamwatch.train.commands", "streamwatch.train.site_commands"):
+        try:
+            commands = importlib.import_module(module)
+        except ImportError:
+            continue
         commands.register(sub)
     return parser
 
