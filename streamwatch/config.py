@@ -300,6 +300,36 @@ class ReservoirConfig(_Strict):
     min_confidence: float = Field(0.9, ge=0.0, le=1.0)
 
 
+class TrainerConfig(_Strict):
+    """The site trainer (``streamwatch trainer``, streamwatch/train/site.py, docs/site-adaptation.md)."""
+
+    #: Base dataset from ``streamwatch dataset build`` (``train/`` for replay, ``test/`` is the
+    #: fixed base test set). Default ``<state_dir>/trainer/base``.
+    base_data: Path | None = None
+    #: Share of each fine-tuning epoch drawn from the base training data (no forgetting).
+    replay_share: float = Field(0.3, ge=0.0, lt=1.0)
+    #: Gate: the candidate may be at most this much worse in base test accuracy (0.005 = 0.5 points).
+    base_tolerance: float = Field(0.005, ge=0.0, le=1.0)
+    #: Base test images per class used by the gate (the first N in name order: fixed across runs).
+    base_test_per_class: int = Field(100, ge=1, le=100_000)
+    #: Share of each camera's site frames held out for the gate (split by camera and time).
+    heldout_share: float = Field(0.25, gt=0.0, lt=1.0)
+    #: Frames of one camera within one bucket of this many minutes land on the same side.
+    split_minutes: float = Field(60.0, gt=0.0)
+    #: No refresh with fewer normal site frames than this (all cameras together).
+    min_site_frames: int = Field(40, ge=2)
+    epochs: int = Field(2, ge=1, le=100)
+    batch_size: int = Field(32, ge=1, le=1024)
+    lr: float = Field(3e-4, gt=0.0, le=1.0)
+    #: Model versions kept in the registry (older ones are pruned with their state dicts).
+    keep: int = Field(5, ge=1, le=100)
+    #: Torch / onnxruntime threads of the trainer (leave cores to the daemon).
+    threads: int = Field(1, ge=1, le=64)
+    #: Process niceness the trainer sets for itself (0..19); I/O priority is set to idle.
+    nice: int = Field(19, ge=0, le=19)
+    seed: int = Field(0, ge=0)
+
+
 class ShardConfig(_Strict):
     """Run several replicas over one camera list (see streamwatch/sharding.py)."""
 
@@ -345,6 +375,7 @@ class Config(_Strict):
     state_dir: Path = Field(default_factory=lambda: default_state_dir())
     spool: SpoolConfig = SpoolConfig()
     reservoir: ReservoirConfig = ReservoirConfig()
+    trainer: TrainerConfig = TrainerConfig()
     shard: ShardConfig = ShardConfig()
     #: Port of the Prometheus metrics endpoint; None disables it.
     metrics_port: int | None = Field(None, ge=1, le=65535)
@@ -493,6 +524,10 @@ def _resolve_relative_paths(config: Config, base: Path) -> list[tuple[str, str]]
         config.reservoir.dir = config.state_dir / "reservoir"
     elif not config.reservoir.dir.is_absolute():
         config.reservoir.dir = (base / config.reservoir.dir).resolve()
+    if config.trainer.base_data is None:
+        config.trainer.base_data = config.state_dir / "trainer" / "base"
+    elif not config.trainer.base_data.is_absolute():
+        config.trainer.base_data = (base / config.trainer.base_data).resolve()
     return problems
 
 
