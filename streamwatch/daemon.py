@@ -90,6 +90,41 @@ def choose_decode(config: Config, camera: CameraConfig) -> tuple[str, float | No
     return "keyframes", AUTO_MAX_KEYFRAME_GAP * config.camera_value(camera, "sample_interval")
 
 
+#: Frame-driven sampling takes a frame this share of an interval before it is due (jitter).
+FRAME_DRIVEN_SLACK = 0.25
+
+
+class _FrameDrivenSampler:
+    """Samples a keyframe reader's frames as they arrive, at most once per ``interval``.
+
+    With keyframes-only decoding a new picture exists only once per GOP. A sample clock that
+    polls the newest frame every ``interval`` sees it, depending on the phase between the two
+    clocks, up to one GOP late (measured: capture-to-decision ~2 s at GOP = interval = 2 s), so
+    these readers are sampled from their ``on_frame`` callback instead: a frame is taken when it
+    arrives no earlier than ``FRAME_DRIVEN_SLACK`` intervals before the next due time, and due
+    times advance by ``interval`` (no drift; after a gap, from the frame). The ``Sampler`` still
+    runs this camera's clock for ``signal_lost``; its samples of the camera are dropped.
+    """
+
+    def __init__(self, camera_id: str, interval: float, submit: Any, active: Any):
+        self.camera_id = camera_id
+        self.interval = interval
+        self._submit = submit
+        self._active = active  # () -> bool: False once the camera was stopped or restarted
+        self._next_due: float | None = None
+
+    def __call__(self, frame: Any) -> None:
+        if not self._active(self):
+            return
+        t = frame.captured_mono
+        if self._next_due is not None and t < self._next_due - FRAME_DRIVEN_SLACK * self.interval:
+            return
+        self._next_due = (t if self._next_due is None else self._next_due) + self.interval
+        if self._next_due < t:
+            self._next_due = t + self.interval
+        self._submit(Sample(self.camera_id, frame, t))
+
+
 def load_classifier(config: Config):
     """The ONNX classifier, or None when disabled. Raises StartupError if unusable."""
     if not config.model.enabled:
@@ -122,6 +157,7 @@ class Daemon:
         self._reload = threading.Event()
         self._readers: dict[str, Any] = {}
         self._fingerprints: dict[str, Any] = {}
+        self._frame_driven: dict[str, _FrameDrivenSampler] = {}
 
         prepare_state_dir(config.state_dir)
         self.classifier = load_classifier(config)
@@ -165,9 +201,14 @@ class Daemon:
                 model_version=lambda: self.batcher.model_version,
             )
         )
-        self.sampler = Sampler(self.batcher.submit, self.monitor.observe_signal)
+        self.sampler = Sampler(self._clock_sample, self.monitor.observe_signal)
 
     # -- data flow --------------------------------------------------------------------
+
+    def _clock_sample(self, sample: Sample) -> None:
+        """A sample from the sample clock; frame-driven cameras are sampled by their reader."""
+        if sample.camera_id not in self._frame_driven:
+            self.batcher.submit(sample)
 
     def _on_result(self, sample: Sample, probabilities) -> None:
         frame = sample.frame
@@ -184,25 +225,31 @@ class Daemon:
         kwargs: dict[str, Any] = dict(
             loop=camera.loop, rtsp_transport=cfg.camera_value(camera, "rtsp_transport"), motion_meter=MotionMeter
         )
+        interval = cfg.camera_value(camera, "sample_interval")
         if decoder == "keyframes":
             from streamwatch.sources.pyav_reader import PyAVReader
 
-            reader = PyAVReader(camera.id, camera.url, keyframes_only=True, fallback_after=fallback_after, **kwargs)
+            driven = _FrameDrivenSampler(
+                camera.id, interval, self.batcher.submit, lambda d: self._frame_driven.get(d.camera_id) is d
+            )
+            self._frame_driven[camera.id] = driven
+            reader = PyAVReader(
+                camera.id, camera.url, keyframes_only=True, fallback_after=fallback_after, on_frame=driven, **kwargs
+            )
         else:
             reader = CameraReader(camera.id, camera.url, **kwargs)
         self.monitor.add_camera(cfg, camera)
         reader.start()
         self._readers[camera.id] = reader
         self._fingerprints[camera.id] = camera_fingerprint(cfg, camera)
-        self.sampler.add_camera(
-            camera.id, reader, cfg.camera_value(camera, "sample_interval"), cfg.camera_value(camera, "signal_timeout")
-        )
+        self.sampler.add_camera(camera.id, reader, interval, cfg.camera_value(camera, "signal_timeout"))
         log.info("camera_started", camera=camera.id, url=mask_url(camera.url), decode=decoder)
 
     def _stop_camera(self, camera_id: str, forget: bool) -> None:
         self.sampler.remove_camera(camera_id)
         reader = self._readers.pop(camera_id, None)
         self._fingerprints.pop(camera_id, None)
+        self._frame_driven.pop(camera_id, None)
         if reader is not None:
             reader.stop(2.0)
         self.monitor.remove_camera(camera_id, forget=forget)
