@@ -103,6 +103,8 @@ def test_online_retained_and_offline_on_clean_stop(broker, sink_factory):
 CHILD = r"""
 import sys, time
 from pathlib import Path
+import structlog
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))  # stdout: the marker only
 from streamwatch.config import MQTTConfig
 from streamwatch.events import FaultEvent, utc_now
 from streamwatch.sinks.mqtt import MQTTSink
@@ -130,10 +132,15 @@ def run_child(port: int, spool_path: Path, count: int) -> subprocess.Popen[str]:
     )
     assert proc.stdout is not None
     seen = []
-    for line in proc.stdout:  # structlog's default logger also writes to stdout
-        if line.strip() == "queued":
-            return proc
-        seen.append(line)
+    watchdog = threading.Timer(20, proc.kill)  # never hang the suite on a broken child
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if line.strip() == "queued":
+                return proc
+            seen.append(line)
+    finally:
+        watchdog.cancel()
     proc.kill()
     raise AssertionError(f"child did not start: {''.join(seen)}")
 
