@@ -321,7 +321,7 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
         cpu0, t0 = proc_cpu_seconds(proc.pid), time.monotonic()
         if profile is not None and shutil.which("py-spy"):
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--duration", str(int(seconds)),
-                                    "--rate", "50", "--native", "--format", "speedscope", "-o", str(profile)],
+                                    "--rate", "25", "--native", "--format", "raw", "-o", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(seconds)
         cpu1, t1 = proc_cpu_seconds(proc.pid), time.monotonic()
@@ -367,10 +367,58 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
     })
     if profile is not None:
         result["profile"] = str(profile) if profile.is_file() else None
+        if profile.is_file():
+            result["profile_summary"] = summarise_profile(profile)
     result["meets_targets"] = bool(
         result["cpu_percent"] <= CPU_BUDGET and result["sampled_ge_90pct_share"] >= 1.0
         and (result["latency_p95_s"] or 99) <= P95_TARGET)
     return result
+
+
+_IDLE_FUNCS = ("wait", "sleep", "select", "poll", "_wait_for_tstate_lock", "accept", "recv", "serve_forever",
+               "loop_forever", "_loop")
+
+
+def _idle(frames: list[str]) -> bool:
+    """A stack waiting (condition/event wait, sleep, select): the deepest Python frame's source
+    line waits, or a frame is a known waiting function."""
+    import linecache
+
+    python = [f for f in frames if ".py:" in f]
+    if any(f.split(" (")[0].split(".")[-1] in _IDLE_FUNCS for f in python):
+        return True
+    if not python:
+        return False
+    loc = python[-1].rsplit("(", 1)[-1].rstrip(")")
+    file, _, line = loc.rpartition(":")
+    path = REPO / file if file.startswith("streamwatch/") else Path(file)
+    text = linecache.getline(str(path), int(line)) if line.isdigit() else ""
+    return any(k in text for k in (".wait(", "sleep(", ".select(", "_wait_for"))
+
+
+def summarise_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """Collapsed py-spy stacks -> share of busy samples per leaf function and per thread kind."""
+    leaf: dict[str, float] = {}
+    inclusive: dict[str, float] = {}
+    kinds: dict[str, float] = {}
+    total = 0.0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if _idle(frames):
+            continue
+        n = float(count)
+        total += n
+        leaf[frames[-1]] = leaf.get(frames[-1], 0.0) + n
+        for f in set(frames):
+            if "(streamwatch/" in f or "(av/" in f or "(cv2" in f or "(onnxruntime" in f:
+                inclusive[f] = inclusive.get(f, 0.0) + n
+        kind = frames[0].split(" ")[0] if frames else "?"
+        kinds[kind] = kinds.get(kind, 0.0) + n
+    share = lambda d: {k: round(v / total, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}  # noqa: E731
+    return {"busy_samples": total, "by_leaf": share(leaf), "inclusive": share(inclusive), "by_thread": share(kinds)}
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -494,7 +542,8 @@ def table(results: dict) -> str:
             "core/camera | peak RSS MB | meets targets |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["ours"]:
-        rows.append(f"| {r['cameras']} | {r['source']} ({r['decode']}) | {r['samples_per_s']} ({r['expected_samples_per_s']}) | "
+        label = f"{r['source']} ({r['decode']})" + (f", {r['comparison']}" if r.get("comparison") else "")
+        rows.append(f"| {r['cameras']} | {label} | {r['samples_per_s']} ({r['expected_samples_per_s']}) | "
                     f"{100 * r['sampled_ge_90pct_share']:.0f} % | {r['latency_p50_s']} / {r['latency_p95_s']} | "
                     f"{_pct(r['latency_share_within_1s'])} | {r['cpu_percent']} | {r['cpu_core_s_per_camera_s']} | "
                     f"{r['peak_rss_mb']} | {'yes' if r['meets_targets'] else 'no'} |")
@@ -531,6 +580,8 @@ def main() -> int:
     parser.add_argument("--naive-seconds", type=float, default=20.0)
     parser.add_argument("--naive-max", type=int, default=64, help="largest naive camera count tried")
     parser.add_argument("--rtsp", type=int, default=0, help="also run this many cameras over loopback RTSP")
+    parser.add_argument("--all-cameras", type=int, default=0,
+                        help="also compare decode: all vs keyframes at this many cameras")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of the first daemon run")
     parser.add_argument("--short", action="store_true", help="CI: 640x360 clips, 4 cameras, 30 s, naive at 1-2")
     parser.add_argument("--size", default=None, help="WxH of the clips (default 1920x1080)")
@@ -558,15 +609,33 @@ def main() -> int:
         "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "ours": [],
     }
-    first = True
     for _ in range(args.repeat):
         for n in (int(v) for v in args.cameras.split(",")):
             log(f"daemon: {n} cameras, {args.seconds:g} s")
-            r = run_daemon(n, args.seconds, clips, args, work, model,
-                           profile=(work / f"profile-{n}.speedscope.json") if args.profile and first else None)
-            first = False
+            r = run_daemon(n, args.seconds, clips, args, work, model)
             results["ours"].append(r)
             log(json.dumps({k: v for k, v in r.items() if k != "faults"}))
+    if args.all_cameras:
+        # Decode strategy comparison: every frame (OpenCV reader), same pipeline otherwise.
+        other = argparse.Namespace(**{**vars(args), "decode": "all"})
+        log(f"daemon, decode: all: {args.all_cameras} cameras")
+        r = run_daemon(args.all_cameras, min(args.seconds, 40.0), clips, other, work, model)
+        r["comparison"] = "decode strategy"
+        results["ours"].append(r)
+        log(json.dumps({k: v for k, v in r.items() if k != "faults"}))
+        other = argparse.Namespace(**{**vars(args), "decode": "keyframes"})
+        r = run_daemon(args.all_cameras, min(args.seconds, 40.0), clips, other, work, model)
+        r["comparison"] = "decode strategy"
+        results["ours"].append(r)
+        log(json.dumps({k: v for k, v in r.items() if k != "faults"}))
+    if args.profile:
+        # A separate run: py-spy stops the process ~25 times a second, so its numbers are not
+        # counted in the results.
+        n = int(args.cameras.split(",")[0])
+        log(f"daemon under py-spy: {n} cameras, {min(args.seconds, 40):g} s")
+        r = run_daemon(n, min(args.seconds, 40.0), clips, args, work, model, profile=work / f"profile-{n}.txt")
+        r["comparison"] = "profile (py-spy attached; not counted)"
+        results["ours"].append(r)
     if args.rtsp:
         from tests.support.media import RtspServer
 
@@ -574,7 +643,7 @@ def main() -> int:
         try:
             for source, urls in (("rtsp", [s.url for s in servers]), ("file", None)):
                 log(f"daemon: {args.rtsp} cameras over {source}")
-                r = run_daemon(args.rtsp, min(args.seconds, 60.0), {k: clips["normal"] for k in clips}, args, work,
+                r = run_daemon(args.rtsp, min(args.seconds, 40.0), {k: clips["normal"] for k in clips}, args, work,
                                model, rtsp_urls=urls)
                 r["comparison"] = "rtsp-vs-file"
                 results["ours"].append(r)
