@@ -173,7 +173,10 @@ class Daemon:
             from streamwatch.sinks.spool import Spool
 
             self._spool = Spool(config.state_dir / "spool.sqlite3", config.spool.max_events)
-            self.sinks.append(MQTTSink(config.mqtt, self._spool))
+            availability = None
+            if config.shard.count > 1:
+                availability = f"{config.mqtt.topic_prefix}/available/{config.shard.index}"
+            self.sinks.append(MQTTSink(config.mqtt, self._spool, availability_topic=availability))
         version = self.classifier.version if self.classifier is not None else None
         self.metrics = Metrics()
         self.reservoir = None

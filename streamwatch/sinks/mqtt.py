@@ -83,6 +83,7 @@ class MQTTSink:
         max_inflight: int = 20,
         protocol: int = mqtt.MQTTv5,
         stall_timeout: float = 60.0,
+        availability_topic: str | None = None,
     ):
         if protocol not in (mqtt.MQTTv311, mqtt.MQTTv5):
             raise ValueError("protocol must be paho.mqtt.client.MQTTv311 or MQTTv5")
@@ -90,7 +91,9 @@ class MQTTSink:
         self.spool = spool
         self.node_id = node_id or config.topic_prefix.replace("/", "_")
         self.prefix = config.topic_prefix
-        self.availability_topic = f"{self.prefix}/available"
+        # Sharded replicas each announce their own availability (``<p>/available/<index>``) so one
+        # replica's Last Will does not mark the others' cameras unavailable.
+        self.availability_topic = availability_topic or f"{self.prefix}/available"
         self.events_topic = f"{self.prefix}/events"
         self.ha_status_topic = f"{config.discovery.prefix}/status"
         self.reconnect_min_delay = reconnect_min_delay

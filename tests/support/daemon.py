@@ -22,13 +22,14 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 class DaemonProcess:
     """``streamwatch run --config`` with JSON logs captured to a file."""
 
-    def __init__(self, config_path: Path):
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None, log_path: Path | None = None):
         self.config_path = config_path
-        self.log_path = config_path.with_suffix(".log")
+        self.extra_env = env or {}
+        self.log_path = log_path or config_path.with_suffix(".log")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> DaemonProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamwatch.cli", "run", "--config", str(self.config_path)],
