@@ -557,7 +557,9 @@ def table(results: dict) -> str:
     s = results["summary"]
     rows.append("")
     rows.append(f"cameras sustained: ours {s['ours_sustained']} (CPU-extrapolated capacity at {CPU_BUDGET:g} %: "
-                f"{s['ours_capacity_estimate']}), naive {s['naive_sustained']}; ratio ours/naive: {s['ratio']}")
+                f"{s['ours_capacity_estimate']}), naive {s['naive_sustained']} (capacity estimate "
+                f"{s['naive_capacity_estimate']}); ratio ours/naive: {s['ratio']} (of the estimates: "
+                f"{s['ratio_of_capacity_estimates']})")
     for fault, f in (s.get("fault_to_alert") or {}).items():
         rows.append(f"fault-to-alert {fault}: {f}")
     return "\n".join(rows)
@@ -678,6 +680,10 @@ def main() -> int:
         "ours_capacity_estimate": int(CPU_BUDGET / 100 * NCPU / per_cam) if per_cam else None,
         "naive_sustained": naive_n,
         "ratio": round(ours_n / naive_n, 1) if naive_n else None,
+        "naive_capacity_estimate": results.get("naive", {}).get("cpu_predicted"),
+        "ratio_of_capacity_estimates": (
+            round(int(CPU_BUDGET / 100 * NCPU / per_cam) / results["naive"]["cpu_predicted"], 1)
+            if per_cam and results.get("naive", {}).get("cpu_predicted") else None),
         "fault_to_alert": {f: {"latencies_s": v, "median_s": statistics.median(v) if v else None}
                            for f, v in fault_summary.items()},
         "false_alerts_on_clean_cameras": sum(r["faults"].get("false_alerts_on_clean_cameras", 0) for r in main_runs),
