@@ -125,10 +125,19 @@ class MQTTConfig(_Strict):
         if self.password is not None:
             return self.password
         if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+            return read_password_file(self.password_file)
         if self.password_env is not None:
             return os.environ.get(self.password_env)
         return None
+
+
+def read_password_file(path: Path) -> str:
+    """The first line of a password file, stripped. OSError if unreadable, ValueError if empty."""
+    lines = path.read_text(encoding="utf-8").splitlines()  # UnicodeDecodeError is a ValueError
+    password = lines[0].strip() if lines else ""
+    if not password:
+        raise ValueError("file is empty (the password is its first line)")
+    return password
 
 
 class FaultSettings(_Strict):
@@ -254,9 +263,21 @@ class CameraConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url_kind(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme.lower()
+        # Messages never repeat the URL: it may hold credentials.
+        try:
+            parts = urlsplit(value)
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        scheme = parts.scheme.lower()
         if "://" in value and scheme not in NETWORK_SCHEMES and scheme != "file":
             raise ValueError(f"unsupported URL scheme {scheme!r}; use rtsp://, rtsps://, http(s):// or a file path")
+        if scheme in NETWORK_SCHEMES:
+            try:
+                parts.port  # noqa: B018 - raises for an out-of-range or non-numeric port
+            except ValueError as exc:
+                raise ValueError(f"not a valid URL ({exc})") from None
+            if not parts.hostname:
+                raise ValueError("not a valid URL (no host name)")
         return value
 
     @property
@@ -359,6 +380,31 @@ class ShardConfig(_Strict):
         return ordinal
 
 
+class PatrolConfig(_Strict):
+    """Patrol mode (streamwatch/patrol.py, docs/patrol.md): for thousands of cameras per box a
+    bounded pool of workers visits the cameras in turn - connect, take ``samples`` samples spread
+    over ``dwell`` seconds, disconnect - instead of one always-connected reader per camera."""
+
+    enabled: bool = False
+    #: Target seconds for one round over every camera (each camera is visited once per round).
+    #: A round that takes longer starts the next one at once (and logs ``patrol_behind``); 0 = no pause.
+    cycle: float = Field(300.0, ge=0.0, le=86400.0)
+    #: Seconds from a visit's first frame over which its samples are spread.
+    dwell: float = Field(6.0, gt=0.0, le=600.0)
+    #: Samples per visit (>= 2: the frozen check compares the samples of one visit).
+    samples: int = Field(3, ge=2, le=100)
+    #: Cameras visited at the same time (connections open at once).
+    workers: int = Field(8, ge=1, le=1024)
+    #: Seconds a visit waits for its first frame (open + first keyframe) before it counts as lost.
+    open_timeout: float = Field(8.0, gt=0.0, le=300.0)
+    #: Open attempts per visit before the camera counts as lost for this visit.
+    attempts: int = Field(2, ge=1, le=10)
+    #: Debounce across visits: a fault is raised after this many positive visits in a row ...
+    raise_visits: int = Field(1, ge=1, le=100)
+    #: ... and cleared after this many negative visits in a row.
+    clear_visits: int = Field(1, ge=1, le=100)
+
+
 class SpoolConfig(_Strict):
     #: Transitions kept on disk while the broker is unreachable; oldest dropped beyond this.
     max_events: int = Field(100_000, ge=10, le=10_000_000)
@@ -377,6 +423,7 @@ class Config(_Strict):
     reservoir: ReservoirConfig = ReservoirConfig()
     trainer: TrainerConfig = TrainerConfig()
     shard: ShardConfig = ShardConfig()
+    patrol: PatrolConfig = PatrolConfig()
     #: Port of the Prometheus metrics endpoint; None disables it.
     metrics_port: int | None = Field(None, ge=1, le=65535)
 
@@ -504,8 +551,19 @@ def _resolve_relative_paths(config: Config, base: Path) -> list[tuple[str, str]]
                 setattr(tls, key, value)
             if not value.is_file():
                 problems.append((f"mqtt.tls.{key}", f"file not found: {value}"))
-    if config.mqtt.password_file is not None and not config.mqtt.password_file.is_file():
-        problems.append(("mqtt.password_file", f"file not found: {config.mqtt.password_file}"))
+    if config.mqtt.password_file is not None:
+        if not config.mqtt.password_file.is_file():
+            problems.append(("mqtt.password_file", f"file not found: {config.mqtt.password_file}"))
+        else:
+            # Checked here, not at the first connect: an empty or unreadable file is a config error.
+            try:
+                read_password_file(config.mqtt.password_file)
+            except UnicodeDecodeError:
+                problems.append(("mqtt.password_file", f"not UTF-8 text: {config.mqtt.password_file}"))
+            except ValueError as exc:
+                problems.append(("mqtt.password_file", f"{exc}: {config.mqtt.password_file}"))
+            except OSError as exc:
+                problems.append(("mqtt.password_file", f"cannot read {config.mqtt.password_file}: {exc.strerror or exc}"))
     if config.model.path is not None and not config.model.path.is_absolute():
         config.model.path = (base / config.model.path).resolve()
     if not config.state_dir.is_absolute():
@@ -569,18 +627,32 @@ def load_config(path: Path | str) -> Config:
 # -- masking ----------------------------------------------------------------------------
 
 
+#: Query parameters whose values are secrets (some cameras take ``?user=..&password=..``).
+_SECRET_QUERY = re.compile(r"(?i)([?&;](?:password|passwd|pass|pwd|passphrase|token|access_token|secret|auth|key)=)[^&;#]*")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password (and user) of a URL: ``rtsp://admin:pw@h/x`` -> ``rtsp://***@h/x``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))
+    """Hide the user and password of a URL: ``rtsp://admin:pw@h/x`` -> ``rtsp://***@h/x``.
+
+    Does not depend on the URL being valid (an out-of-range port, a broken IPv6 literal or an
+    unencoded ``/`` or ``@`` in the password are masked too): everything between ``scheme://``
+    and the last ``@`` before the query is replaced, and so are the values of password-like
+    query parameters (``password=``, ``pwd=``, ``token=``...). Never raises.
+    """
+    if not isinstance(url, str):
+        return MASK
+    scheme_end = url.find("://")
+    if scheme_end > 0:
+        start = scheme_end + 3
+        stop = len(url)
+        for sep in ("?", "#"):
+            index = url.find(sep, start)
+            if index != -1:
+                stop = min(stop, index)
+        at = url.rfind("@", start, stop)
+        if at != -1:
+            url = f"{url[:start]}{MASK}{url[at:]}"
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, url)
 
 
 def masked_dump(config: Config) -> dict[str, Any]:

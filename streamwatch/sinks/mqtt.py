@@ -311,7 +311,7 @@ class MQTTSink:
         if cfg.username is not None:
             try:
                 password = cfg.resolve_password()
-            except (OSError, IndexError, UnicodeDecodeError) as exc:
+            except (OSError, ValueError) as exc:  # unreadable, not UTF-8, empty
                 source = "password_file" if cfg.password_file else "password_env" if cfg.password_env else "password"
                 raise RuntimeError(f"cannot read the MQTT password from mqtt.{source}: {type(exc).__name__}") from None
             if password is None and cfg.password_env is not None:

@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 import structlog
 
-from streamwatch.config import NETWORK_SCHEMES, mask_url
+from streamwatch.config import _SECRET_QUERY, NETWORK_SCHEMES, mask_url
 from streamwatch.events import Frame
 from streamwatch.sources.backoff import Backoff
 
@@ -279,7 +279,8 @@ class CameraReader:
             parts = urlsplit(url)
             found = [parts.password, parts.username]
         except ValueError:
-            return []
+            found = []
+        found += [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]  # ?password=...
         out = []
         for value in found:
             if value:
