@@ -186,8 +186,15 @@ class Daemon:
                 r.dir, max_mb=r.max_mb, frames_per_camera=r.frames_per_camera, fault_frames=r.fault_frames,
                 min_interval=r.min_interval, min_confidence=r.min_confidence,
             )
-        self.monitor = Monitor(
-            self.sinks, config.state_dir, model_version=version, metrics=self.metrics, reservoir=self.reservoir
+        monitor_kwargs: dict[str, Any] = {}
+        monitor_cls: Any = Monitor
+        if config.patrol.enabled:  # patrol mode: streamwatch/patrol.py
+            from streamwatch.patrol import PatrolMonitor as monitor_cls
+
+            monitor_kwargs = dict(raise_visits=config.patrol.raise_visits, clear_visits=config.patrol.clear_visits)
+        self.monitor = monitor_cls(
+            self.sinks, config.state_dir, model_version=version, metrics=self.metrics, reservoir=self.reservoir,
+            **monitor_kwargs,
         )
         self.batcher = Batcher(
             self.classifier,
@@ -205,6 +212,13 @@ class Daemon:
             )
         )
         self.sampler = Sampler(self._clock_sample, self.monitor.observe_signal)
+        self.patrol = None
+        if config.patrol.enabled:
+            from streamwatch.metrics import PatrolCollector
+            from streamwatch.patrol import Patrol
+
+            self.patrol = Patrol(config, self.monitor, self.batcher.submit)
+            self.metrics.add_collector(PatrolCollector(self.patrol.snapshot))
 
     # -- data flow --------------------------------------------------------------------
 
@@ -237,7 +251,8 @@ class Daemon:
             )
             self._frame_driven[camera.id] = driven
             reader = PyAVReader(
-                camera.id, camera.url, keyframes_only=True, fallback_after=fallback_after, on_frame=driven, **kwargs
+                camera.id, camera.url, keyframes_only=True, fallback_after=fallback_after, on_frame=driven,
+                successor_below=cfg.camera_value(camera, "frozen_change_threshold"), **kwargs
             )
         else:
             reader = CameraReader(camera.id, camera.url, **kwargs)
@@ -275,17 +290,23 @@ class Daemon:
             except OSError as exc:
                 raise StartupError(f"metrics_port {self.config.metrics_port}: {exc.strerror or exc}") from None
         for sink in self.sinks:
-            sink.start()
+            try:
+                sink.start()
+            except RuntimeError as exc:  # unreadable TLS or password files: an operator error
+                raise StartupError(str(exc)) from None
         if self.reservoir is not None:
             self.reservoir.start()
         self.batcher.start()
         self.sampler.start()
-        for camera in self.config.enabled_cameras():
+        if self.patrol is not None:
+            self.patrol.set_cameras(self.config, self.config.enabled_cameras())
+            self.patrol.start()
+        for camera in self.config.enabled_cameras() if self.patrol is None else ():
             self._start_camera(camera)
         self._announce_cameras()
         log.info(
             "daemon_started",
-            cameras=len(self._readers),
+            cameras=len(self._readers) if self.patrol is None else self.patrol.camera_count,
             model=self.batcher.model_version,
             config=str(self.config_path),
         )
@@ -341,6 +362,12 @@ class Daemon:
             if getattr(new, section) != getattr(self.config, section):
                 log.warning("reload_section_needs_restart", section=section)
                 setattr(new, section, getattr(self.config, section))
+        if new.patrol != self.config.patrol:
+            log.warning("reload_section_needs_restart", section="patrol")
+            new.patrol = self.config.patrol
+        if self.patrol is not None:
+            self._reload_patrol(new)
+            return
         old_ids = set(self._readers)
         self.config = new
         wanted = {c.id: c for c in new.enabled_cameras()}
@@ -362,11 +389,22 @@ class Daemon:
         )
         self._notifier.notify("READY=1")
 
+    def _reload_patrol(self, new: Config) -> None:
+        """Reload in patrol mode: the camera list is adopted from the next visit on."""
+        assert self.patrol is not None
+        self.config = new
+        added, removed, restarted = self.patrol.set_cameras(new, new.enabled_cameras())
+        self._announce_cameras()
+        log.info("config_reloaded", added=added, removed=removed, restarted=restarted)
+        self._notifier.notify("READY=1")
+
     def shutdown(self) -> None:
         """Stop everything within ~5 s: readers, then pipeline, then sinks (offline + flush)."""
         started = time.monotonic()
         self._notifier.notify("STOPPING=1")
         self.sampler.stop(1.0)
+        if self.patrol is not None:
+            self.patrol.stop(2.5)
         stoppers = [threading.Thread(target=r.stop, args=(2.0,), daemon=True) for r in self._readers.values()]
         for t in stoppers:
             t.start()
