@@ -22,6 +22,7 @@ def keyframes(path, gop: int, **kwargs):
     """Every frame PyAVReader delivers for a file, decoded once, unpaced."""
     frames, done = [], threading.Event()
     reader = PyAVReader("cam", str(path), motion_meter=MotionMeter, realtime=False, on_frame=frames.append, **kwargs)
+    keyframes.reader = reader
     reader.start()
     try:
         for _ in range(600):
@@ -35,10 +36,10 @@ def keyframes(path, gop: int, **kwargs):
     return frames
 
 
-def frozen_timeline(path, gop: int, frozen_after: float = 3.0):
+def frozen_timeline(path, gop: int, frozen_after: float = 3.0, successor_below: float | None = None):
     detector = FrozenDetector(frozen_after, noise_floor=0.01)
     out = []
-    for i, frame in enumerate(keyframes(path, gop)):
+    for i, frame in enumerate(keyframes(path, gop, successor_below=successor_below)):
         t = i * gop / FPS  # keyframe i is at stream time i * gop / fps
         out.append((round(t), detector.update(frame.image, t, frame.motion).frozen, frame.motion))
     return out
@@ -57,10 +58,16 @@ def test_keyframes_and_successor_motion(clip_factory, gop):
     assert min(live) > 0.5, live  # moving city footage
 
 
+# successor_below: None = the successor of every keyframe is decoded; 2.5 = only when the
+# keyframe did not already change by the frozen check's change threshold (the daemon's setting).
+SUCCESSOR = pytest.mark.parametrize("successor_below", [None, 2.5], ids=["always-successor", "successor-if-unchanged"])
+
+
+@SUCCESSOR
 @pytest.mark.parametrize("gop", [25, 50])
-def test_frozen_stretch_detected_and_released(clip_factory, gop):
+def test_frozen_stretch_detected_and_released(clip_factory, gop, successor_below):
     clip = clip_factory(seconds=16, freeze=(4, 12), content="real", gop=gop)
-    verdicts = frozen_timeline(clip, gop)
+    verdicts = frozen_timeline(clip, gop, successor_below=successor_below)
     frozen_at = [t for t, f, _ in verdicts if f]
     # Frozen from 4 s; with frozen_after=3 s the verdict holds from 7-8 s until motion resumes at 12 s.
     assert frozen_at, verdicts
@@ -68,6 +75,7 @@ def test_frozen_stretch_detected_and_released(clip_factory, gop):
     assert all(not f for t, f, _ in verdicts if t < 7 or t >= 12), verdicts
 
 
+@SUCCESSOR
 @pytest.mark.parametrize("gop", [25, 50])
 @pytest.mark.parametrize(
     "params",
@@ -80,10 +88,23 @@ def test_frozen_stretch_detected_and_released(clip_factory, gop):
     ],
     ids=["sensor-noise", "weak-noise", "clock-overlay", "slow-pan", "real-footage"],
 )
-def test_live_static_scenes_are_not_frozen(clip_factory, params, gop):
+def test_live_static_scenes_are_not_frozen(clip_factory, params, gop, successor_below):
     clip = clip_factory(seconds=14, gop=gop, **params)
-    verdicts = frozen_timeline(clip, gop)
+    verdicts = frozen_timeline(clip, gop, successor_below=successor_below)
     assert not any(f for _, f, _ in verdicts), verdicts
+
+
+def test_successor_decoded_only_while_the_picture_might_be_frozen(clip_factory):
+    """With successor_below, moving footage skips the extra frame, a held picture does not."""
+    clip = clip_factory(seconds=16, freeze=(4, 12), content="real", gop=50)
+    frames = keyframes(clip, 50, successor_below=2.5)
+    reader = keyframes.reader
+    assert len(frames) == 8 and all(f.motion is not None for f in frames)
+    # keyframe 0 (no predecessor), 4 s (the first held picture: changed -> skipped), 6, 8, 10 s held
+    assert reader.successors + reader.successors_skipped == 8
+    assert 3 <= reader.successors <= 5, (reader.successors, reader.successors_skipped)
+    held = [f.motion for i, f in enumerate(frames) if 6 <= i * 2 < 12]
+    assert max(held) <= 0.01, held
 
 
 def test_fallback_to_every_frame_without_regular_keyframes(clip_factory):

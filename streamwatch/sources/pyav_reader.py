@@ -16,8 +16,12 @@ references only the keyframe, so it decodes correctly), and then to ``NONKEY`` a
 its successor - two *consecutive* frames, as ``MotionMeter`` measures in the full decoder -
 computed on nearest-neighbour thumbnails of the luma plane (no colour conversion of the
 successor; limited-range luma is scaled by 255/219 to the BGR grey scale). The keyframe is
-delivered once its successor is decoded (one frame period later). Cost: see
-docs/performance.md.
+delivered once its successor is decoded (one frame period later). With ``successor_below``
+(the daemon passes the frozen check's ``change_threshold``) the successor is decoded only when
+the keyframe's largest 16x16-cell grey difference to the previous keyframe is below it - a
+picture that visibly changed since the last keyframe is live whatever its successor shows - and
+``Frame.motion`` is then that difference. Moving scenes thus cost keyframes only, static ones
+keyframes plus successors. Cost: see docs/performance.md.
 
 Consequences for consumers:
 
@@ -39,7 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from streamwatch.checks.temporal import grey_thumbnail, mean_difference
+from streamwatch.checks.temporal import grey_thumbnail, max_cell_difference, mean_difference
 from streamwatch.events import Frame
 from streamwatch.sources.reader import MAX_BAD_FRAMES, CameraReader, normalise_image
 
@@ -170,11 +174,15 @@ class PyAVReader(CameraReader):
         fallback_after: float | None = None,
         realtime: bool = True,
         on_frame: Callable[[Frame], None] | None = None,
+        successor_below: float | None = None,
         **kwargs: Any,
     ) -> None:
         """``realtime=False``: files are decoded as fast as possible instead of at their frame
         rate (offline analysis, tests). ``on_frame(frame)`` is called from the reader thread
-        for every delivered frame (must not block)."""
+        for every delivered frame (must not block). ``successor_below``: decode a keyframe's
+        successor only if the keyframe's largest 16x16-cell grey difference to the previous
+        keyframe is below this (the frozen check's ``change_threshold``); otherwise
+        ``Frame.motion`` is that difference (None: always decode the successor)."""
         if av is None:  # pragma: no cover
             raise RuntimeError("PyAV (package 'av') is not installed")
         super().__init__(camera_id, url, **kwargs)
@@ -182,6 +190,10 @@ class PyAVReader(CameraReader):
         self.fallback_after = fallback_after
         self.realtime = realtime
         self._on_frame = on_frame
+        self.successor_below = successor_below
+        #: Successor frames decoded / skipped because the keyframe already showed a change.
+        self.successors = 0
+        self.successors_skipped = 0
         #: Set once the reader fell back from keyframes-only to every frame (``fallback_after``).
         self.fell_back = False
         # File pacing state (reader thread only): media time -> monotonic time.
@@ -228,7 +240,8 @@ class PyAVReader(CameraReader):
         backoff_reset = False
         has_motion = motion is not None and "motion" in getattr(Frame, "__dataclass_fields__", {})
         period = 1.0 / cap.fps if 0 < cap.fps <= 1000 else 0.04
-        key: tuple[Any, np.ndarray] | None = None  # keyframe waiting for its successor
+        key: tuple[Any, np.ndarray, np.ndarray, float] | None = None  # keyframe waiting for its successor
+        previous_thumb: np.ndarray | None = None  # luma thumbnail of the previous keyframe
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -266,7 +279,8 @@ class PyAVReader(CameraReader):
                 return "error", "stream ended"
             extra: dict[str, Any] = {}
             if cap.keyframes_only and has_motion and key is None:
-                # A keyframe: keep it, decode exactly one more frame (its successor) for motion.
+                # A keyframe: keep it, decode exactly one more frame (its successor) for motion -
+                # unless it already differs from the previous keyframe by a real change.
                 image = normalise_image(frame.to_ndarray(format="bgr24"))
                 if image is None:
                     bad += 1
@@ -274,17 +288,25 @@ class PyAVReader(CameraReader):
                         return "error", f"{bad} unusable frames in a row"
                     continue
                 bad = 0
-                key = (frame, image)
-                cap.set_skip("DEFAULT")
-                continue
-            if key is not None:
+                thumb, scale = luma_thumbnail(frame)
+                previous_key, previous_thumb = previous_thumb, thumb
+                change = 0.0
+                if self.successor_below is not None and previous_key is not None:
+                    change = max_cell_difference(thumb, previous_key) * scale  # inf: new resolution
+                if self.successor_below is None or not self.successor_below <= change < float("inf"):
+                    key = (frame, image, thumb, scale)
+                    cap.set_skip("DEFAULT")
+                    continue
+                self.successors_skipped += 1
+                extra["motion"] = change  # the picture moved: certainly not still
+            elif key is not None:
                 # The keyframe's successor: measure, then deliver the keyframe.
                 cap.set_skip("NONKEY")
-                (frame, image), successor = key, frame
+                (frame, image, a, scale), successor = key, frame
                 key = None
-                a, scale = luma_thumbnail(frame)
                 b, _ = luma_thumbnail(successor)
                 extra["motion"] = mean_difference(a, b) * scale
+                self.successors += 1
             else:
                 image = normalise_image(frame.to_ndarray(format="bgr24"))
                 if image is None:
