@@ -340,7 +340,9 @@ def test_daemon_and_trainer_end_to_end(tmp_path, tiny, clip_factory, broker, mqt
         for c in ("street", "yard"):
             assert before[c] < at_swap[c] < after[c], (c, before, at_swap, after)
             assert after[c] - at_swap[c] >= 6  # 4 samples/s keep coming after the swap
-        assert _scrape(metrics_port).get("streamwatch_samples_dropped_total", 0.0) == 0.0
+        scraped = _scrape(metrics_port)
+        assert scraped.get("streamwatch_samples_dropped_total", 0.0) == 0.0
+        assert scraped.get(f'streamwatch_model_info{{version="{version}"}}') == 1.0
         assert (state / "trainer" / "heldout" / "blurred").is_dir()
 
         # 2. A zeroed-weights candidate is rejected by the gate (worse on the site's held-out set).
