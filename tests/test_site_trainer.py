@@ -243,6 +243,26 @@ def test_refresh_without_state_dict_is_an_operator_error(tmp_path, tiny):
         refresh(_config(tmp_path, tiny), progress=False)
 
 
+def test_dry_run_never_promotes_and_keeps_the_candidate_on_request(tmp_path, tiny):
+    from streamwatch.train.site import run_lock
+
+    registry = ModelRegistry(tmp_path / "state" / "models")
+    promote_with_state(registry, tiny["m0"], tiny["m0_pt"], "m0")
+    _write_reservoir(tmp_path / "state" / "reservoir", {"cam_a": 10, "cam_b": 10},
+                     datetime(2026, 11, 1, tzinfo=timezone.utc), timedelta(minutes=47))
+    config = _config(tmp_path, tiny, base_tolerance=1.0)
+    with run_lock(tmp_path / "state" / "trainer" / "lock"):
+        with pytest.raises(TrainerError, match="another trainer run"):
+            refresh(config, progress=False)
+    report = refresh(config, dry_run=True, progress=False, save_candidate=tmp_path / "kept")
+    assert report["decision"] in ("not_promoted", "rejected"), report["reason"]
+    assert registry.current().version == "m0" and [e.version for e in registry.entries()] == ["m0"]
+    kept = Path(report["saved_candidate"])
+    assert kept.is_file() and kept.with_suffix(".pt").is_file()
+    assert report["data"]["site_train_frames"] + report["data"]["site_heldout_frames"] == 20
+    assert sorted(p.name for p in (tmp_path / "state" / "trainer").iterdir() if p.name.startswith("work-")) == []
+
+
 def test_priority_is_lowered_in_the_trainer_process():
     code = ("import os; from streamwatch.train.site import lower_priority; "
             "print(lower_priority(7)['nice'], os.nice(0))")

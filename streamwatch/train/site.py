@@ -574,11 +574,13 @@ def _model_info(clf: Classifier, choice: ModelChoice | None = None) -> dict[str,
 
 
 def refresh(config: Config, *, candidate: Path | None = None, dry_run: bool = False,
-            progress: bool | None = None) -> dict[str, Any]:
+            progress: bool | None = None, save_candidate: Path | None = None) -> dict[str, Any]:
     """One site refresh; returns the report (also written to ``<state_dir>/trainer/reports/``).
 
     ``candidate``: gate this ONNX model instead of fine-tuning one (its state dict,
     if any, is the ``.pt`` beside it). ``dry_run``: evaluate and decide, never promote.
+    ``save_candidate``: keep a copy of the fine-tuned candidate (ONNX + state dict) in this
+    folder whatever the decision (to inspect a rejected one).
     Raises :class:`TrainerError` when the refresh cannot run at all.
     """
     cfg = config.trainer
@@ -674,6 +676,11 @@ def refresh(config: Config, *, candidate: Path | None = None, dry_run: bool = Fa
                                       "cameras": report["data"]["cameras"]})
                 save_state_dict(model, cand_pt)
                 del x
+                if save_candidate is not None:
+                    Path(save_candidate).mkdir(parents=True, exist_ok=True)
+                    for f in (cand_path, cand_pt):
+                        shutil.copyfile(f, Path(save_candidate) / f.name)
+                    report["saved_candidate"] = str(Path(save_candidate) / cand_path.name)
             else:
                 cand_path = Path(candidate)
                 cand_pt = state_dict_path(cand_path)

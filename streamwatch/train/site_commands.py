@@ -43,7 +43,8 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         log.info("trainer_priority", **lower_priority(config.trainer.nice), threads=config.trainer.threads)
     progress = False if args.quiet else None
     try:
-        report = refresh(config, candidate=args.candidate, dry_run=args.dry_run, progress=progress)
+        report = refresh(config, candidate=args.candidate, dry_run=args.dry_run, progress=progress,
+                         save_candidate=args.save_candidate)
     except TrainerError as exc:
         log.error("trainer_failed", error=str(exc))
         print(f"trainer: {exc}", file=sys.stderr)
@@ -69,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--candidate", type=Path, default=None,
                    help="gate this ONNX model instead of fine-tuning one (its .pt beside it is kept on promotion)")
     p.add_argument("--dry-run", action="store_true", help="evaluate and decide, but never promote")
+    p.add_argument("--save-candidate", type=Path, default=None, metavar="DIR",
+                   help="keep a copy of the fine-tuned candidate (.onnx + .pt) in DIR whatever the decision")
     p.add_argument("--threads", type=int, default=0, help="override trainer.threads")
     p.add_argument("--no-nice", action="store_true", help="keep the current CPU/IO priority")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
