@@ -290,7 +290,10 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
         "defaults": {"sample_interval": args.interval, "decode": args.decode},
         "cameras": [{"id": c["id"], "url": c["url"], "loop": True} for c in plan],
     }
+    all_cameras = config["cameras"]
+    groups = max(1, min(args.stagger, n))
     cfg_path = run_dir / "sw.yaml"
+    config["cameras"] = all_cameras[: -(-n // groups)]
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = run_dir / "daemon.log"
     log = open(log_path, "wb")
@@ -298,7 +301,20 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
                             stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     started = time.monotonic()
-    result: dict[str, Any] = {"cameras": n, "source": "rtsp" if rtsp_urls else "file", "decode": args.decode,
+    if groups > 1:
+        # Cameras come online in `groups` steps spread over one sample interval (SIGHUP reloads),
+        # so their keyframes have different phases, as independent cameras do; all at once
+        # would line up every keyframe of every camera (the worst case, not the typical one).
+        time.sleep(2.0)  # daemon up
+        for g in range(2, groups + 1):
+            time.sleep(args.interval / groups)
+            config["cameras"] = all_cameras[: -(-n * g // groups)]
+            tmp = cfg_path.with_suffix(".tmp")
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+            os.replace(tmp, cfg_path)
+            proc.send_signal(signal.SIGHUP)
+    result: dict[str, Any] = {"cameras": n, "stagger_steps": groups,
+                              "source": "rtsp" if rtsp_urls else "file", "decode": args.decode,
                               "interval_s": args.interval, "model": str(model) if model else None}
     spy = None
     try:
@@ -587,6 +603,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy profile of the first daemon run")
     parser.add_argument("--short", action="store_true", help="CI: 640x360 clips, 4 cameras, 30 s, naive at 1-2")
     parser.add_argument("--size", default=None, help="WxH of the clips (default 1920x1080)")
+    parser.add_argument("--stagger", type=int, default=10,
+                        help="bring cameras online in this many steps over one interval (1: all at once)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--naive-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
