@@ -162,6 +162,10 @@ def test_synthesis_makes_every_class_deterministically(tmp_path):
     assert np.abs(mono[..., 0] - mono[..., 1]).max() <= 1  # chroma removed
     other = list(synthesise(frames, seed=0, stream=2))
     assert not all(np.array_equal(a[2], b[2]) for a, b in zip(out, other))
+    # A slot the daemon rotated out (or a damaged file) is skipped, not fatal.
+    (tmp_path / "cam" / "normal" / "0000.jpg").unlink()
+    (tmp_path / "cam" / "normal" / "0001.jpg").write_bytes(b"\xff\xd8 broken")
+    assert [CLASS_NAMES[ci] for _, ci, _, _ in synthesise(frames, seed=0, stream=1)] == ["normal"]
 
 
 # ------------------------------------------------------------------ tiny models

@@ -218,7 +218,11 @@ def synthesise(frames: Sequence[SiteFrame], seed: int, stream: int) -> Iterator[
             by_camera.setdefault(f.camera, []).append(f)
     for f in frames:
         base_seed = [seed, stream, zlib.crc32(f.key.encode())]
-        img = _read(f.path)
+        img = cv2.imread(str(f.path), cv2.IMREAD_COLOR)
+        if img is None:
+            # The daemon rotates the reservoir while the trainer runs: a slot may be gone.
+            log.warning("trainer_frame_unreadable", path=str(f.path))
+            continue
         stem = f"{f.camera}_{f.origin[0]}_{f.path.stem}"
         if f.origin == "operator":
             rng = np.random.default_rng(base_seed)
@@ -243,8 +247,8 @@ def synthesise(frames: Sequence[SiteFrame], seed: int, stream: int) -> Iterator[
                 x = dg.blockiness(x, rng)
             other = None
             if label == "frozen" and mates:
-                o = _read(mates[int(rng.integers(len(mates)))].path)
-                if o.shape[:2] == (h, w):
+                o = cv2.imread(str(mates[int(rng.integers(len(mates)))].path), cv2.IMREAD_COLOR)
+                if o is not None and o.shape[:2] == (h, w):
                     if xy is not None:
                         o = o[xy[1] : xy[1] + xy[3], xy[0] : xy[0] + xy[2]]
                     other = np.ascontiguousarray(o[:, ::-1] if flip else o)
