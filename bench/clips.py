@@ -1,7 +1,8 @@
 """1080p benchmark cameras: real footage scaled up, H.264 25 fps, keyframe every 2 s, 4 Mbit/s.
 
-Encoded once with the ffmpeg CLI into a cache folder (default ``/work/scratch/bench/clips`` or
-``$STREAMWATCH_BENCH_CACHE``), never into the repository:
+Encoded once with the ffmpeg CLI into a cache folder (``$STREAMWATCH_BENCH_CACHE``, else
+``/work/scratch/bench/clips`` where ``/work/scratch`` exists, else
+``~/.cache/streamwatch-bench/clips``), never into the repository:
 
 * ``normal``: ``videos/kivy_cityCC0.mpg`` (a night-city time-lapse with a moving camera, 720x405)
   looped, scaled up to 1920x1080, 40 s;
@@ -27,7 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_VIDEO = REPO.parent / "shared" / "data" / "train" / "videos" / "kivy_cityCC0.mpg"
-DEFAULT_CACHE = Path(os.environ.get("STREAMWATCH_BENCH_CACHE", "/work/scratch/bench/clips"))
+_SCRATCH = Path("/work/scratch")
+DEFAULT_CACHE = Path(os.environ.get("STREAMWATCH_BENCH_CACHE") or (
+    _SCRATCH / "bench" / "clips" if _SCRATCH.is_dir() else Path.home() / ".cache" / "streamwatch-bench" / "clips"))
 
 SIZE = (1920, 1080)
 FPS = 25
