@@ -99,3 +99,48 @@ class DaemonCollector(Collector):
         info = InfoMetricFamily("streamwatch_model", "Classifier in use")
         info.add_metric([], {"version": self._model_version() or "none"})
         yield info
+
+
+class PatrolCollector(Collector):
+    """Patrol mode gauges (streamwatch/patrol.py), read at scrape time from ``patrol.snapshot()``.
+
+    ``snapshot()`` returns ``{"target": s, "cycle": s | None, "busy": s | None, "rounds": n,
+    "cameras": n, "workers": n, "visits": {camera: (last visit end monotonic | None, ok, visits,
+    failed visits)}}``.
+    """
+
+    def __init__(self, snapshot: Callable[[], dict], clock: Callable[[], float] = time.monotonic):
+        self._snapshot = snapshot
+        self._clock = clock
+
+    def collect(self) -> Iterable:
+        snap = self._snapshot()
+        now = self._clock()
+        yield GaugeMetricFamily("streamwatch_patrol_cycle_target_seconds", "Configured patrol cycle",
+                                value=snap["target"])
+        cycle = GaugeMetricFamily("streamwatch_patrol_cycle_seconds",
+                                  "Achieved patrol cycle: start to start of the last two rounds")
+        if snap.get("cycle") is not None:
+            cycle.add_metric([], snap["cycle"])
+        yield cycle
+        busy = GaugeMetricFamily("streamwatch_patrol_round_busy_seconds",
+                                 "Time the last completed round needed to visit every camera")
+        if snap.get("busy") is not None:
+            busy.add_metric([], snap["busy"])
+        yield busy
+        yield GaugeMetricFamily("streamwatch_patrol_rounds", "Completed patrol rounds", value=snap["rounds"])
+        yield GaugeMetricFamily("streamwatch_patrol_cameras", "Cameras on the patrol", value=snap["cameras"])
+        yield GaugeMetricFamily("streamwatch_patrol_workers", "Patrol workers", value=snap["workers"])
+        age = GaugeMetricFamily("streamwatch_patrol_visit_age_seconds", "Seconds since the camera's last visit ended",
+                                labels=["camera"])
+        ok = GaugeMetricFamily("streamwatch_patrol_visit_ok", "1 if the last visit got frames", labels=["camera"])
+        visits = GaugeMetricFamily("streamwatch_patrol_visits", "Visits since start", labels=["camera"])
+        failed = GaugeMetricFamily("streamwatch_patrol_visits_failed", "Visits without frames since start",
+                                   labels=["camera"])
+        for camera, (last, good, n, bad) in snap["visits"].items():
+            if last is not None:
+                age.add_metric([camera], now - last)
+                ok.add_metric([camera], float(good))
+            visits.add_metric([camera], float(n))
+            failed.add_metric([camera], float(bad))
+        yield from (age, ok, visits, failed)
