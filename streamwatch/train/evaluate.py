@@ -8,6 +8,7 @@ installed (variant and geometry then come from the arguments).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -105,6 +106,7 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
         run, geom, desc = _onnx_predictor(model_path, threads)
     t0 = time.time()
     y_true, y_pred = [], []
+    skipped: list[str] = []
     it = range(0, len(items), batch)
     if progress:
         from tqdm import tqdm
@@ -112,16 +114,25 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
         it = tqdm(it, desc="evaluate", unit="batch")
     for i in it:
         chunk = items[i : i + batch]
-        views = []
-        for p, _ in chunk:
+        views, labels = [], []
+        for p, c in chunk:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
-                raise RuntimeError(f"cannot read image {p}")
+                # One unreadable file must not sink an evaluation of thousands: skip and say so.
+                print(f"evaluate: skipping unreadable image {p}", file=sys.stderr)
+                skipped.append(str(p))
+                continue
             views.append(make_views(img, geom))
+            labels.append(c)
+        if not views:
+            continue
         probs = run(np.stack(views))
         y_pred += list(np.asarray(probs).argmax(1))
-        y_true += [c for _, c in chunk]
+        y_true += labels
+    if not y_true:
+        raise FileNotFoundError(f"no readable images under {data_dir}/<class name>/")
     out = metrics(np.array(y_true), np.array(y_pred))
+    out["_skipped"] = skipped
     out["_model"] = desc
     out["_seconds"] = time.time() - t0
     return out
