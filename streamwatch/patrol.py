@@ -172,6 +172,11 @@ class PatrolMonitor(Monitor):
             if len(visit.scores) >= submitted:
                 self._finish(camera_id)
 
+    def discard_visit(self, camera_id: str) -> None:
+        """Forget a visit without a verdict (interrupted by shutdown)."""
+        with self._lock:
+            self._visits.pop(camera_id, None)
+
     def sweep(self, now: float | None = None) -> None:
         """Apply verdicts of visits whose results did not all come back in time."""
         now = time.monotonic() if now is None else now
@@ -516,6 +521,7 @@ class Patrol:
         with self._lock:
             self._active[camera.id] = reader
         started = time.monotonic()
+        interrupted = True
         reader.start()
         try:
             deadline = started + s.open_timeout
@@ -531,6 +537,7 @@ class Patrol:
                     if reader.status().ended or time.monotonic() - first_mono[0] >= s.dwell:
                         break
                     done.wait(0.05)
+            interrupted = self._stop.is_set() and not done.is_set()
             done.set()  # late frames of this visit are not sampled
         finally:
             reader.stop(2.0)
@@ -538,6 +545,9 @@ class Patrol:
                 self._active.pop(camera.id, None)
         error = reader.status().last_error
         ok = frames > 0
+        if interrupted:
+            self.monitor.discard_visit(camera.id)  # cut short by shutdown: no verdict
+            return True
         self.monitor.end_visit(camera.id, len(taken), frames)
         with self._lock:
             was_ok = record.ok if record.visits else True
