@@ -41,7 +41,8 @@ def test_kth_highest():
 
 
 @pytest.mark.slow
-def test_patrol_ten_cameras_frozen_and_unreachable(tmp_path, clip_factory, broker, mqtt_collector):
+def test_patrol_ten_cameras_frozen_and_unreachable(tmp_path, clip_factory, rtsp_server_factory, broker,
+                                                   mqtt_collector):
     size = (640, 360)
     clips = {
         "real": clip_factory(seconds=20, content="real", size=size, gop=50),
@@ -60,7 +61,7 @@ def test_patrol_ten_cameras_frozen_and_unreachable(tmp_path, clip_factory, broke
         {"id": "gone", "url": "rtsp://user:pa55word@127.0.0.1:9/none"},
         {"id": "c08", "url": str(clips["pan"]), "loop": True},
         {"id": "c09", "url": str(clips["noise"]), "loop": True},
-        {"id": "c10", "url": str(clips["real"]), "loop": True},
+        {"id": "c10", "url": rtsp_server_factory(clips["real"]).url},  # a real RTSP camera
     ]
     metrics_port = free_port()
     data = {
@@ -95,8 +96,19 @@ def test_patrol_ten_cameras_frozen_and_unreachable(tmp_path, clip_factory, broke
         assert 'streamwatch_patrol_visit_ok{camera="c01"} 1.0' in text
         assert 'streamwatch_fault_active{camera="stuck",fault="frozen"} 1.0' in text
         assert 'streamwatch_samples_total{camera="c03"}' in text
+        assert 'streamwatch_patrol_visits{camera="c10"}' in text and 'visit_ok{camera="c10"} 1.0' in text
         started = daemon.wait_log("daemon_started", timeout=1)
         assert started["cameras"] == 10
+        # SIGHUP: the camera list changes from the next visit on.
+        import signal
+
+        data["cameras"] = [c for c in cameras if c["id"] != "c09"] + [{"id": "c11", "url": str(clips["pan"]),
+                                                                       "loop": True}]
+        write_config(tmp_path / "sw.yaml", data)
+        daemon.signal(signal.SIGHUP)
+        reloaded = daemon.wait_log("config_reloaded", timeout=10)
+        assert reloaded is not None and reloaded["added"] == ["c11"] and reloaded["removed"] == ["c09"], reloaded
+        assert wait_until(lambda: collector.last("streamwatch/c11/status") is not None, 5)
     finally:
         elapsed = daemon.stop()
     assert elapsed < 5.0, f"SIGTERM took {elapsed:.1f} s"
