@@ -331,6 +331,8 @@ class TrainerConfig(_Strict):
     replay_share: float = Field(0.3, ge=0.0, lt=1.0)
     #: Gate: the candidate may be at most this much worse in base test accuracy (0.005 = 0.5 points).
     base_tolerance: float = Field(0.005, ge=0.0, le=1.0)
+    #: Gate: no single class of the base test set may lose more accuracy than this (1.0 = no check).
+    base_class_drop: float = Field(0.10, ge=0.0, le=1.0)
     #: Base test images per class used by the gate (the first N in name order: fixed across runs).
     base_test_per_class: int = Field(100, ge=1, le=100_000)
     #: Share of each camera's site frames held out for the gate (split by camera and time).

@@ -73,6 +73,20 @@ def test_gate_rules(current, candidate, tol, promote):
     assert "base accuracy" in decision.reason and "site accuracy" in decision.reason
 
 
+def test_gate_refuses_a_candidate_that_forgets_one_base_class():
+    def with_classes(acc, per_class):
+        m = _m(acc)
+        m["per_class"] = {c: {"accuracy": a, "n": 100} for c, a in per_class.items()}
+        return {"base": m, "site": _m(0.8)}
+
+    current = with_classes(0.95, {"normal": 0.95, "salt_pepper": 0.95})
+    forgets = with_classes(0.95, {"normal": 1.0, "salt_pepper": 0.84})
+    assert gate(current, forgets, 0.005, 1.0).promote  # totals alone pass
+    decision = gate(current, forgets, 0.005, 0.10)
+    assert not decision.promote and not decision.classes_ok and "salt_pepper 0.950 -> 0.840" in decision.reason
+    assert gate(current, with_classes(0.95, {"normal": 1.0, "salt_pepper": 0.85}), 0.005, 0.10).promote
+
+
 # ------------------------------------------------------------------ site data
 
 
@@ -326,10 +340,10 @@ def test_daemon_and_trainer_end_to_end(tmp_path, tiny, clip_factory, broker, mqt
                     {"id": "yard", "url": str(yard), "loop": True},
                     {"id": "lobby", "url": str(still), "loop": True}],
         "reservoir": {"min_interval": 0, "min_confidence": 0.0, "frames_per_camera": 24, "max_mb": 50},
-        # Wide base tolerance: the tiny model trains for seconds on a few images, so only the
+        # Wide base tolerances: the tiny model trains for seconds on a few images, so only the
         # mechanics are under test here; the gate's rules are tested above with exact numbers.
         "trainer": {"base_data": str(tiny["base"]), "min_site_frames": 24, "epochs": 2, "lr": 1e-3,
-                    "threads": 1, "base_tolerance": 1.0, "base_test_per_class": 6},
+                    "threads": 1, "base_tolerance": 1.0, "base_class_drop": 1.0, "base_test_per_class": 6},
     })
     collector = mqtt_collector(broker.host, broker.port, topics=["streamwatch/#"])
     daemon = DaemonProcess(config).start()

@@ -32,7 +32,8 @@ One refresh (see docs/site-adaptation.md):
    test set (the first ``base_test_per_class`` images per class of
    ``<base_data>/test`` in name order; its fingerprint is in the report).
 7. **Gate** (:func:`gate`): promote only if the candidate loads, is not worse on
-   the base test set by more than ``base_tolerance`` (accuracy) and is better or
+   the base test set by more than ``base_tolerance`` (accuracy), loses no more than
+   ``base_class_drop`` on any single class of the base test set, and is better or
    equal on the site held-out set. Promotion goes through
    :meth:`ModelRegistry.promote` (atomic, checksummed, keeps N versions); the
    candidate's state dict is stored as ``<version>.pt`` beside it so the next
@@ -348,13 +349,16 @@ class GateDecision:
     reason: str
     base_ok: bool
     site_ok: bool
+    classes_ok: bool = True
 
 
-def gate(current: dict, candidate: dict, base_tolerance: float) -> GateDecision:
+def gate(current: dict, candidate: dict, base_tolerance: float, base_class_drop: float = 1.0) -> GateDecision:
     """``current``/``candidate``: {"base": metrics, "site": metrics} (``evaluate --json`` objects).
 
     Promote only if base accuracy(candidate) >= base accuracy(current) - base_tolerance
-    AND site accuracy(candidate) >= site accuracy(current).
+    AND site accuracy(candidate) >= site accuracy(current)
+    AND no class of the base test set loses more than ``base_class_drop`` accuracy
+    (1.0 = no per-class check).
     """
     cb, kb = float(current["base"]["accuracy"]), float(candidate["base"]["accuracy"])
     cs, ks = float(current["site"]["accuracy"]), float(candidate["site"]["accuracy"])
@@ -364,7 +368,15 @@ def gate(current: dict, candidate: dict, base_tolerance: float) -> GateDecision:
         f"base accuracy {kb:.4f} vs current {cb:.4f} ({'within' if base_ok else 'outside'} tolerance {base_tolerance:.4f})",
         f"site accuracy {ks:.4f} vs current {cs:.4f} ({'better or equal' if site_ok else 'worse'})",
     ]
-    return GateDecision(base_ok and site_ok, "; ".join(parts), base_ok, site_ok)
+    dropped = []
+    cur_pc, cand_pc = current["base"].get("per_class") or {}, candidate["base"].get("per_class") or {}
+    for name, cur in cur_pc.items():
+        if name in cand_pc and float(cand_pc[name]["accuracy"]) < float(cur["accuracy"]) - base_class_drop - _EPS:
+            dropped.append(f"{name} {float(cur['accuracy']):.3f} -> {float(cand_pc[name]['accuracy']):.3f}")
+    if dropped:
+        parts.append(f"base classes losing more than {base_class_drop:.3f}: {', '.join(dropped)}")
+    classes_ok = not dropped
+    return GateDecision(base_ok and site_ok and classes_ok, "; ".join(parts), base_ok, site_ok, classes_ok)
 
 
 # ------------------------------------------------------------------ priority, lock, progress
@@ -595,8 +607,9 @@ def refresh(config: Config, *, candidate: Path | None = None, dry_run: bool = Fa
     t0 = time.monotonic()
     report: dict[str, Any] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               "decision": None, "reason": None, "dry_run": dry_run,
-                              "gate": {"base_tolerance": cfg.base_tolerance,
-                                       "rule": "base accuracy >= current - base_tolerance AND site accuracy >= current"},
+                              "gate": {"base_tolerance": cfg.base_tolerance, "base_class_drop": cfg.base_class_drop,
+                                       "rule": "base accuracy >= current - base_tolerance AND site accuracy >= current "
+                                               "AND no base class accuracy < current - base_class_drop"},
                               "settings": cfg.model_dump(mode="json")}
 
     def finish(decision: str, reason: str, level: str = "info") -> dict[str, Any]:
@@ -704,8 +717,9 @@ def refresh(config: Config, *, candidate: Path | None = None, dry_run: bool = Fa
             base_m = evaluate_models(models, base, tick=bar.update)
             bar.close()
             report["metrics"] = {name: {"base": base_m[name], "site": site_m[name]} for name in models}
-            decision = gate(report["metrics"]["current"], report["metrics"]["candidate"], cfg.base_tolerance)
-            report["gate"].update(base_ok=decision.base_ok, site_ok=decision.site_ok)
+            decision = gate(report["metrics"]["current"], report["metrics"]["candidate"], cfg.base_tolerance,
+                            cfg.base_class_drop)
+            report["gate"].update(base_ok=decision.base_ok, site_ok=decision.site_ok, classes_ok=decision.classes_ok)
             if not decision.promote:
                 return finish("rejected", decision.reason)
             if dry_run:
