@@ -392,7 +392,8 @@ def test_daemon_and_trainer_end_to_end(tmp_path, tiny, clip_factory, broker, mqt
         assert truncated["decision"] == "rejected" and "does not load" in truncated["reason"]
         assert registry.current().version == version
         reports = sorted((state / "trainer" / "reports").glob("*.json"))
-        assert len(reports) >= 2  # reports named by the second; two runs may share one
+        assert len(reports) == 3
+        assert {json.loads(r.read_text())["decision"] for r in reports} == {"promoted", "rejected"}
 
         # 4. A broken file that reaches the registry anyway (copied by hand, disk damage) is
         #    refused by the daemon's loader: the old model keeps running.

@@ -604,6 +604,10 @@ def refresh(config: Config, *, candidate: Path | None = None, dry_run: bool = Fa
     stamp = _stamp()
     trainer_dir = config.state_dir / "trainer"
     report_path = trainer_dir / "reports" / f"{stamp}.json"
+    n = 1
+    while report_path.exists():  # two runs within one second (e.g. --candidate checks)
+        report_path = trainer_dir / "reports" / f"{stamp}-{n}.json"
+        n += 1
     t0 = time.monotonic()
     report: dict[str, Any] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               "decision": None, "reason": None, "dry_run": dry_run,
