@@ -456,7 +456,7 @@ class Patrol:
             if previous_busy > s.cycle > 0:
                 log.warning("patrol_behind", cameras=len(order), busy_seconds=round(previous_busy, 1),
                             target_seconds=s.cycle, workers=s.workers)
-            next_start = start + s.cycle
+            next_start = start + (s.cycle if order else max(s.cycle, 1.0))  # no cameras: do not spin
             while not self._stop.is_set() and time.monotonic() < next_start:
                 self.monitor.sweep()
                 self._stop.wait(min(1.0, max(0.0, next_start - time.monotonic())))
