@@ -602,3 +602,28 @@ def test_runs_as_nobody_with_only_the_state_dir_writable(tmp_path, clip_factory,
     assert sorted(p.name for p in work.iterdir()) == ["clip.mp4", "sw.yaml"]
     assert sorted(p.name for p in base.iterdir()) == ["ro", "state"]
     base.chmod(0o755)
+
+
+def test_garbage_on_the_subscribed_topic_is_ignored_by_the_daemon(tmp_path, broker, mqtt_collector, daemons):
+    """``homeassistant/status`` is the only topic the daemon subscribes to: binary junk, a
+    256 kB payload, JSON and near-misses are ignored with at most five warnings a minute; a
+    real ``online`` still re-sends discovery."""
+    collector = mqtt_collector(broker.host, broker.port, ["homeassistant/#", "streamwatch/#"])
+    cameras = [{"id": "door", "url": "rtsp://127.0.0.1:9/x", "signal_timeout": 2}]
+    mqtt = {"host": "127.0.0.1", "port": broker.port, "client_id": f"sw-garbage-{tmp_path.name}"}
+    d = daemons(write_config(tmp_path / "sw.yaml", base_config(tmp_path, cameras, mqtt)))
+    topic = "homeassistant/binary_sensor/streamwatch/door_signal_lost/config"
+    assert collector.wait_for(lambda c: c.last(topic) is not None, 30), d.log_text()[-2000:]
+    junk = [os.urandom(64), os.urandom(256 * 1024), b'{"state": "online"}', b"ONLINE!", b"online\x00",
+            b"\xff\xfe", b"", "онлайн".encode()] * 5
+    for payload in junk:
+        collector.publish("homeassistant/status", payload)
+    time.sleep(2)
+    before = len(collector.on(topic))
+    collector.publish("homeassistant/status", b"online")
+    assert collector.wait_for(lambda c: len(c.on(topic)) > before, 10)
+    assert d.alive()
+    warnings = [e for e in d.log_events() if "ignored" in e.get("event", "") and e.get("level") == "warning"]
+    assert 1 <= len(warnings) <= 5, warnings
+    assert d.wait_log("home assistant came online; discovery re-sent", timeout=5)
+    assert d.stop() < 6 and "Traceback" not in d.log_text()
