@@ -29,7 +29,7 @@ import numpy as np
 import structlog
 
 from streamwatch import CLASS_NAMES
-from streamwatch.checks.classical import classical_scores
+from streamwatch.checks.classical import ImageStats, classical_scores, image_stats
 from streamwatch.checks.temporal import FrozenDetector
 from streamwatch.config import CameraConfig, Config
 from streamwatch.events import CameraStatus, FaultEvent, iso, utc_now
@@ -55,10 +55,36 @@ def fault_confidences(
     """Combine the classifier, the temporal check and (without a model) classical statistics."""
     if probabilities is not None:
         scores = {name: float(p) for name, p in zip(CLASS_NAMES, probabilities) if name != "normal"}
+        if image is not None:
+            scores = apply_plausibility_gates(scores, image_stats(image))
     else:
         scores = classical_scores(image) if image is not None else {}
     scores["frozen"] = max(frozen_score, scores.get("frozen", 0.0))
     return scores
+
+
+#: A picture with this much chroma (mean |Cr|+|Cb| of lit pixels) cannot be black and white.
+MONOCHROME_MAX_CHROMA = 6.0
+#: An overexposed picture has clipped highlights or is bright overall.
+OVEREXPOSED_MIN_CLIPPED = 0.02
+OVEREXPOSED_MIN_LUMA = 140.0
+
+
+def apply_plausibility_gates(scores: dict[str, float], stats: ImageStats) -> dict[str, float]:
+    """Veto classifier verdicts that the picture physically contradicts.
+
+    The classifier decides; these gates only remove verdicts no real picture could
+    deserve (a colourful frame called monochrome, a dark frame without a single
+    clipped pixel called overexposed), which is where a small CNN's false alarms
+    cost operators most. The thresholds sit far from the faults' definitions
+    (monochrome = chroma removed entirely; overexposure = large clipped areas).
+    """
+    gated = dict(scores)
+    if stats.chroma > MONOCHROME_MAX_CHROMA:
+        gated["monochrome"] = 0.0
+    if stats.clipped_fraction < OVEREXPOSED_MIN_CLIPPED and stats.mean_luma < OVEREXPOSED_MIN_LUMA:
+        gated["overexposed"] = 0.0
+    return gated
 
 
 class Monitor:

@@ -1,0 +1,48 @@
+"""How the monitor combines classifier, temporal and classical evidence."""
+
+import cv2
+import numpy as np
+
+from streamwatch import CLASS_NAMES
+from streamwatch.monitor import fault_confidences
+
+
+def probs(**named):
+    p = np.zeros(len(CLASS_NAMES), np.float32)
+    for name, value in named.items():
+        p[CLASS_NAMES.index(name)] = value
+    return p
+
+
+def colourful():
+    """Green grass under a blue sky with a red-brick wall: plenty of chroma, nothing clipped."""
+    img = np.zeros((360, 640, 3), np.uint8)
+    img[:120] = (200, 150, 90)  # sky (BGR)
+    img[120:240] = (60, 70, 150)  # brick
+    img[240:] = (50, 140, 60)  # grass
+    return img
+
+
+def test_classifier_verdict_passes_when_plausible():
+    grey = cv2.cvtColor(cv2.cvtColor(colourful(), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert fault_confidences(probs(monochrome=0.9), 0.0, grey)["monochrome"] == np.float32(0.9)
+    bright = np.full((360, 640, 3), 255, np.uint8)
+    assert fault_confidences(probs(overexposed=0.8), 0.0, bright)["overexposed"] == np.float32(0.8)
+
+
+def test_physically_impossible_verdicts_are_vetoed():
+    image = colourful()
+    scores = fault_confidences(probs(monochrome=0.9, overexposed=0.7, blurred=0.65), 0.0, image)
+    assert scores["monochrome"] == 0.0 and scores["overexposed"] == 0.0
+    assert abs(scores["blurred"] - 0.65) < 1e-6  # no gate for faults without a physical bound
+
+
+def test_frozen_takes_the_higher_of_temporal_and_classifier():
+    image = colourful()
+    assert fault_confidences(probs(frozen=0.3), 1.0, image)["frozen"] == 1.0
+    assert abs(fault_confidences(probs(frozen=0.7), 0.0, image)["frozen"] - 0.7) < 1e-6
+
+
+def test_without_model_classical_statistics_are_used():
+    scores = fault_confidences(None, 0.0, colourful())
+    assert set(scores) == {"overexposed", "monochrome", "blurred", "frozen"}
