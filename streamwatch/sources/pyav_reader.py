@@ -53,6 +53,10 @@ except ImportError:  # pragma: no cover - av is a dependency, but keep the impor
     av = None  # type: ignore[assignment]
 
 
+#: Consecutive packets the decoder rejects (``InvalidDataError``) before the connection counts
+#: as failed; single damaged packets are skipped (10 s of a 25 fps stream).
+MAX_BAD_PACKETS = 250
+
 #: Limited-range ("MPEG", 16..235) luma to the 0..255 grey scale of a BGR conversion.
 _LIMITED_TO_FULL = 255.0 / 219.0
 _FULL_RANGE_FORMATS = ("yuvj420p", "yuvj422p", "yuvj444p")
@@ -105,6 +109,8 @@ class _PyAVCapture:
         self._packets = container.demux(self.stream)
         self._pending: list[Any] = []
         self._flushed = False
+        self.decode_errors = 0  # packets the decoder rejected (skipped)
+        self._bad_packets = 0  # ... in a row
 
     @property
     def decoder(self) -> str:
@@ -152,7 +158,18 @@ class _PyAVCapture:
                 continue
             if self.keyframes_only and self.fallback_after is not None:
                 self._watch_keyframes(packet)
-            self._pending.extend(packet.decode())
+            try:
+                self._pending.extend(packet.decode())
+            except av.error.InvalidDataError:
+                # A damaged packet (lost or corrupted RTP data): the decoder recovers at the next
+                # keyframe, so skip it instead of dropping the connection; only a long run of
+                # rejected packets (a stream the decoder cannot read at all) is a failure.
+                self.decode_errors += 1
+                self._bad_packets += 1
+                if self._bad_packets >= MAX_BAD_PACKETS:
+                    raise
+                continue
+            self._bad_packets = 0
         return self._pending.pop(0)
 
     def release(self) -> None:
