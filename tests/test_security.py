@@ -627,3 +627,48 @@ def test_garbage_on_the_subscribed_topic_is_ignored_by_the_daemon(tmp_path, brok
     assert 1 <= len(warnings) <= 5, warnings
     assert d.wait_log("home assistant came online; discovery re-sent", timeout=5)
     assert d.stop() < 6 and "Traceback" not in d.log_text()
+
+
+def _set_mdwe() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+        raise OSError(ctypes.get_errno(), "PR_SET_MDWE")
+
+
+def _mdwe_supported() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import mmap; mmap.mmap(-1, 4096, prot=7)"],
+                           preexec_fn=_set_mdwe, capture_output=True)
+    return probe.returncode != 0 and b"Permission denied" in probe.stderr
+
+
+def test_runs_without_writable_executable_memory(tmp_path, clip_factory, daemons):
+    """The unit sets MemoryDenyWriteExecute=yes: the daemon (onnxruntime, PyAV and OpenCV
+    decoding) must work when no W+X mapping can be made. Checked with the kernel's
+    PR_SET_MDWE (Linux >= 6.3), inherited across exec; skipped where it is missing."""
+    try:
+        if not _mdwe_supported():
+            pytest.skip("PR_SET_MDWE does not refuse W+X mappings here")
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("kernel without PR_SET_MDWE")
+    clip = clip_factory(seconds=6, content="pan", size=(320, 180))
+    port = free_port()
+    cameras = [{"id": "keyframes", "url": str(clip), "loop": True},
+               {"id": "every", "url": str(clip), "loop": True, "decode": "all"}]
+    cfg = write_config(tmp_path / "sw.yaml", base_config(tmp_path, cameras, model={"enabled": True},
+                                                         metrics_port=port))
+    d = daemons(cfg, preexec_fn=_set_mdwe)
+    assert d.wait_log("daemon_started", timeout=60), d.log_text()[-2000:]
+
+    def sampled() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return False
+        return all(re.search(rf'streamwatch_samples_total{{camera="{c}"}} ([3-9]|\d\d)', text) for c in
+                   ("keyframes", "every"))
+
+    assert wait_until(sampled, 30), d.log_text()[-2000:]
+    assert d.stop() < 6 and "Traceback" not in d.log_text()
