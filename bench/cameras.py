@@ -74,6 +74,15 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
 def proc_peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -335,12 +344,14 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
         result["warmup_s"] = round(time.monotonic() - started, 1)
         before = scrape(metrics_port)
         cpu0, t0 = proc_cpu_seconds(proc.pid), time.monotonic()
+        busy0, total0 = machine_busy_seconds()
         if profile is not None and shutil.which("py-spy"):
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--duration", str(int(seconds)),
                                     "--rate", "25", "--native", "--format", "raw", "-o", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(seconds)
         cpu1, t1 = proc_cpu_seconds(proc.pid), time.monotonic()
+        busy1, total1 = machine_busy_seconds()
         after = scrape(metrics_port)
         rss = proc_peak_rss_mb(proc.pid)
         if spy is not None:
@@ -376,6 +387,8 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
         "latency_mean_s": _round((after["latency_sum"] - before["latency_sum"]) / max(1.0, latency.get(float("inf"), 0))),
         "dropped_samples": after["dropped"] - before["dropped"],
         "cpu_percent": round(cpu_pct, 1),
+        # everything else on the machine during the window (other users' jobs): noise
+        "other_processes_cpu_percent": round(100.0 * ((busy1 - busy0) - (cpu1 - cpu0)) / max(1e-9, total1 - total0), 1),
         "cpu_core_s_per_camera_s": round((cpu1 - cpu0) / wall / n, 4),
         "peak_rss_mb": round(rss, 1),
         "faults": fault_latencies(plan, log_path, listener.events, frozen_after=10.0),
