@@ -509,8 +509,10 @@ def naive_worker(k: int, seconds: float, clip: str, interval: float) -> None:
     for s in stats:
         s.update(frames=0, samples=0, latency=[])
     cpu0, t0 = time.process_time(), time.monotonic()
+    busy0, total0 = machine_busy_seconds()
     time.sleep(seconds)
     cpu1, t1 = time.process_time(), time.monotonic()
+    busy1, total1 = machine_busy_seconds()
     snap = [dict(s, latency=list(s["latency"])) for s in stats]
     stop.set()
     wall = t1 - t0
@@ -525,6 +527,7 @@ def naive_worker(k: int, seconds: float, clip: str, interval: float) -> None:
         "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat else None,
         "cpu_percent": round(100.0 * (cpu1 - cpu0) / wall / NCPU, 1),
         "cpu_core_s_per_camera_s": round((cpu1 - cpu0) / wall / k, 4),
+        "other_processes_cpu_percent": round(100.0 * ((busy1 - busy0) - (cpu1 - cpu0)) / max(1e-9, total1 - total0), 1),
         "peak_rss_mb": round(proc_peak_rss_mb(os.getpid()), 1),
     }
     out["sustained"] = bool(out["frame_rate_share_min"] >= SAMPLED_SHARE and out["sampled_ge_90pct_share"] >= 1.0
