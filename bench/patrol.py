@@ -84,6 +84,14 @@ def scrape_patrol(port: int) -> dict[str, Any]:
     return out
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat: others' load is reported too."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
 def camera_plan(n: int, clips: dict[str, Path], urls: list[str] | None) -> list[dict]:
     cams = []
     for i in range(n):
@@ -140,8 +148,11 @@ def run_patrol(workers: int, seconds: float, warmup: float, clips: dict[str, Pat
                 time.sleep(0.5)
         time.sleep(warmup)
         before, cpu0, t0 = scrape_patrol(metrics_port), proc_cpu_seconds(proc.pid), time.monotonic()
+        busy0 = machine_busy()
         time.sleep(seconds)
         after, cpu1, t1 = scrape_patrol(metrics_port), proc_cpu_seconds(proc.pid), time.monotonic()
+        busy1 = machine_busy()
+        machine = 100.0 * (busy1[0] - busy0[0]) / max(1.0, busy1[1] - busy0[1])
         elapsed = t1 - t0
         visits = after["visits"] - before["visits"]
         rate = visits / elapsed
@@ -156,6 +167,8 @@ def run_patrol(workers: int, seconds: float, warmup: float, clips: dict[str, Pat
             samples_per_s=round((after["samples"] - before["samples"]) / elapsed, 2),
             mean_visit_s=round(workers / rate, 2) if rate else None,
             cpu_percent=round(cpu, 1),
+            machine_busy_percent=round(machine, 1),
+            others_percent=round(max(0.0, machine - cpu), 1),
             cpu_ms_per_visit=round(1000.0 * (cpu1 - cpu0) / visits, 1) if visits else None,
             peak_rss_mb=round(proc_peak_rss_mb(proc.pid), 1),
             dropped=int(after["dropped"] - before["dropped"]),
