@@ -104,7 +104,8 @@ def test_image_faults_need_raise_after_samples_within_one_visit(monitor):
         out[CLASS_NAMES.index("normal")] = 1 - p_mono
         return out
 
-    live = [(_image(i * 20), 5.0) for i in range(3)]
+    grey = np.repeat(SCENE[:, :, :1], 3, axis=2)  # no chroma: the monitor's plausibility gate lets it pass
+    live = [(np.roll(grey, i * 20, axis=1), 5.0) for i in range(3)]
     monitor.begin_visit("cam", 4.0)
     for i, (p, (image, m)) in enumerate(zip((0.9, 0.2, 0.95), live)):
         monitor.observe_sample("cam", image, i * 2.0, m, probs(p))
