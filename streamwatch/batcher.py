@@ -39,7 +39,9 @@ class Batcher:
         *,
         batch_size: int = 8,
         max_wait: float = 0.1,
-        max_queue: int = 256,
+        # Each queued sample holds a full decoded frame (6 MB at 1080p): 64 bounds the queue at
+        # ~400 MB while still absorbing a burst of cameras sampling in the same instant.
+        max_queue: int = 64,
         metrics: Metrics | None = None,
     ):
         self._classifier = classifier
