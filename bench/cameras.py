@@ -314,7 +314,15 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
         # Cameras come online in `groups` steps spread over one sample interval (SIGHUP reloads),
         # so their keyframes have different phases, as independent cameras do; all at once
         # would line up every keyframe of every camera (the worst case, not the typical one).
-        time.sleep(2.0)  # daemon up
+        # SIGHUP before the daemon installed its handlers would kill it: wait for its metrics
+        # endpoint (served after the handlers are installed).
+        up_deadline = time.monotonic() + 60
+        while time.monotonic() < up_deadline and proc.poll() is None:
+            try:
+                scrape(metrics_port)
+                break
+            except OSError:
+                time.sleep(0.2)
         for g in range(2, groups + 1):
             time.sleep(args.interval / groups)
             config["cameras"] = all_cameras[: -(-n * g // groups)]
