@@ -67,7 +67,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     geom = _geometry(args)
     model = load_model(args.checkpoint, args.variant, geom)
-    meta = export_onnx(model, geom, args.out, args.variant, version=args.version, training=training_summary(args.data))
+    training = training_summary(args.data)
+    if args.calibrate_on:
+        from streamwatch.train.export import calibrate_head
+
+        cal = calibrate_head(model, args.calibrate_on, geom)
+        training["class_bias_calibration"] = cal
+        print(json.dumps({"calibration": cal}))
+    meta = export_onnx(model, geom, args.out, args.variant, version=args.version, training=training)
     if args.state_dict:
         save_state_dict(model, args.state_dict)
     print(json.dumps({"onnx": str(args.out), "state_dict": str(args.state_dict) if args.state_dict else None,
@@ -143,6 +150,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dict", type=Path, default=None, help="also save the plain state dict here")
     p.add_argument("--data", type=Path, default=None, help="dataset folder, for the training-data summary")
     p.add_argument("--version", default=None)
+    p.add_argument("--calibrate-on", type=Path, default=None,
+                   help="validation folder (DIR/<class>/): fit per-class logit offsets that maximise its accuracy and fold them into the classifier bias")
     _add_model_shape(p)
     p.set_defaults(func=cmd_export)
 
