@@ -347,6 +347,7 @@ class Daemon:
         new = self._model_watcher.poll()
         if new is not None:
             self.batcher.swap_classifier(new)
+            self.classifier = new  # drop the last reference to the old model (and its onnxruntime session)
             self.monitor.set_model_version(new.version)
 
     def reload(self) -> None:
