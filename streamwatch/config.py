@@ -193,8 +193,9 @@ class EffectiveFault(BaseModel):
         return False
 
 
+# 0.5 on the smoothed class probability: the fault is the classifier's most likely verdict.
 FAULT_DEFAULTS: dict[str, EffectiveFault] = {
-    name: EffectiveFault(enabled=True, threshold=0.6, raise_after=3, clear_after=5) for name in FAULT_NAMES
+    name: EffectiveFault(enabled=True, threshold=0.5, raise_after=3, clear_after=5) for name in FAULT_NAMES
 }
 # Loss of signal is already debounced by signal_timeout; one more sample confirms it.
 FAULT_DEFAULTS["signal_lost"] = EffectiveFault(enabled=True, threshold=0.5, raise_after=1, clear_after=2)

@@ -47,6 +47,14 @@ class _Camera:
     state: CameraState
     frozen: FrozenDetector
     online: bool = True  # until proven otherwise: the first sampler tick decides
+    #: Exponentially smoothed classifier probabilities of this camera's recent samples.
+    smoothed: np.ndarray | None = None
+
+
+#: Weight of the newest sample in the smoothed classifier probabilities. A single-frame
+#: CNN verdict wobbles by +-0.1 from frame to frame on a steady fault; averaging over the
+#: last few samples keeps a real fault above its threshold and a one-off spike below it.
+SMOOTHING = 0.5
 
 
 def fault_confidences(
@@ -161,6 +169,7 @@ class Monitor:
             cam.online = online
             if lost:
                 cam.frozen.reset()  # a frozen timer must not run across an outage
+                cam.smoothed = None
             self._emit(cam, events, force_status=changed)
 
     def observe_sample(self, camera_id: str, image: np.ndarray, captured_mono: float,
@@ -170,7 +179,12 @@ class Monitor:
             if cam is None:
                 return
             verdict = cam.frozen.update(image, captured_mono, motion)
-            scores = fault_confidences(probabilities, 1.0 if verdict.frozen else 0.0, image)
+            smoothed = None
+            if probabilities is not None:
+                previous = cam.smoothed
+                smoothed = probabilities if previous is None else SMOOTHING * probabilities + (1 - SMOOTHING) * previous
+                cam.smoothed = smoothed
+            scores = fault_confidences(smoothed, 1.0 if verdict.frozen else 0.0, image)
             events = cam.state.observe(scores, utc_now())
             self._emit(cam, events)
             if self._reservoir is not None and not (verdict.frozen and probabilities is not None):

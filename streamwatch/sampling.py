@@ -122,6 +122,10 @@ class Sampler:
             clock.last_frame_mono = frame.captured_mono
         silent_since = clock.last_frame_mono if clock.last_frame_mono is not None else clock.started_mono
         lost = now - silent_since >= clock.signal_timeout
-        self._on_signal(clock.camera_id, lost)
+        # Before the first frame and before signal_timeout has passed the signal is unknown,
+        # not "fine": reporting it as present would clear a signal_lost restored from before
+        # a restart, only to raise it again moments later.
+        if lost or clock.last_frame_mono is not None:
+            self._on_signal(clock.camera_id, lost)
         if fresh and not lost:
             self._on_sample(Sample(clock.camera_id, frame, due))
