@@ -187,12 +187,18 @@ class Monitor:
             scores = fault_confidences(smoothed, 1.0 if verdict.frozen else 0.0, image)
             events = cam.state.observe(scores, utc_now())
             self._emit(cam, events)
-            if self._reservoir is not None and not (verdict.frozen and probabilities is not None):
-                active = [f for f, on in cam.state.active().items() if on and f != "signal_lost"]
-                self._reservoir.offer(camera_id, image, probabilities, active, captured_mono)
-            if self._metrics is not None:
-                self._metrics.samples.labels(camera_id).inc()
-                self._metrics.decision_latency.observe(time.monotonic() - captured_mono)
+            self._record_sample(cam, image, probabilities, captured_mono, verdict.frozen)
+
+    def _record_sample(self, cam: _Camera, image: np.ndarray, probabilities: np.ndarray | None,
+                       captured_mono: float, frozen: bool) -> None:
+        """Book-keeping after a sample was analysed: reservoir candidate and metrics."""
+        camera_id = cam.config.id
+        if self._reservoir is not None and not (frozen and probabilities is not None):
+            active = [f for f, on in cam.state.active().items() if on and f != "signal_lost"]
+            self._reservoir.offer(camera_id, image, probabilities, active, captured_mono)
+        if self._metrics is not None:
+            self._metrics.samples.labels(camera_id).inc()
+            self._metrics.decision_latency.observe(time.monotonic() - captured_mono)
 
     # -- output -----------------------------------------------------------------------
 

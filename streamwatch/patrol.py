@@ -204,12 +204,7 @@ class PatrolMonitor(Monitor):
             visit.frozen = verdict.frozen
             scores = fault_confidences(probabilities, 0.0, image)
             visit.scores.append(scores)
-            if self._reservoir is not None and not (verdict.frozen and probabilities is not None):
-                active = [f for f, on in cam.state.active().items() if on and f != "signal_lost"]
-                self._reservoir.offer(camera_id, image, probabilities, active, captured_mono)
-            if self._metrics is not None:
-                self._metrics.samples.labels(camera_id).inc()
-                self._metrics.decision_latency.observe(time.monotonic() - captured_mono)
+            self._record_sample(cam, image, probabilities, captured_mono, verdict.frozen)
             if visit.submitted is not None and len(visit.scores) >= visit.submitted:
                 self._finish(camera_id)
 
