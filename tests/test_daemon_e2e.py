@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.support.broker import free_port, wait_until
-from tests.support.daemon import DaemonProcess, write_config
+from tests.support.daemon import write_config
 
 
 def base_config(tmp_path: Path, mqtt_port: int, cameras: list[dict], **extra) -> dict:
@@ -33,21 +33,6 @@ def events_of(collector) -> list[dict]:
 
 def transitions(collector) -> list[tuple[str, str, str]]:
     return [(e["camera"], e["fault"], e["state"]) for e in events_of(collector)]
-
-
-@pytest.fixture
-def daemon_factory():
-    made: list[DaemonProcess] = []
-
-    def make(config_path: Path) -> DaemonProcess:
-        d = DaemonProcess(config_path).start()
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        if d.alive():
-            d.stop()
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import free_port, wait_until
-from tests.support.daemon import DaemonProcess, write_config
+from tests.support.daemon import write_config
 from tests.support.media import ffmpeg_bin
 
 pytestmark = pytest.mark.slow
@@ -88,21 +88,6 @@ def config(tmp_path: Path, mqtt_port: int, cameras: list[dict], state_dir: Path 
     return data
 
 
-@pytest.fixture
-def daemons():
-    made: list[DaemonProcess] = []
-
-    def make(config_path: Path) -> DaemonProcess:
-        d = DaemonProcess(config_path).start()
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        if d.alive():
-            d.stop()
-
-
 def truncated_ts(src: Path, dst: Path) -> Path:
     """``src`` remuxed to MPEG-TS, cut at 55 % (mid-packet) with a run of damaged bytes at 30 %."""
     full = dst.with_suffix(".full.ts")
@@ -130,7 +115,7 @@ FLAP_CAMERA = {"loop": True, "sample_interval": 1.0, "frozen_after": 2,
 
 
 def test_camera_faults_do_not_disturb_the_other_cameras_and_leak_nothing(
-        tmp_path, clip_factory, rtsp_server_factory, broker, mqtt_collector, daemons):
+        tmp_path, clip_factory, rtsp_server_factory, broker, mqtt_collector, daemon_factory):
     small = clip_factory(seconds=8, content="pan", size=(320, 180), gop=25)
     larger = clip_factory(seconds=6, content="real", size=(480, 270), gop=25)
     servers = {
@@ -154,7 +139,7 @@ def test_camera_faults_do_not_disturb_the_other_cameras_and_leak_nothing(
     port = free_port()
     cfg = config(tmp_path, broker.port, cameras, metrics_port=port,
                  defaults={"signal_timeout": 3, "sample_interval": 0.5})
-    d = daemons(write_config(tmp_path / "sw.yaml", cfg))
+    d = daemon_factory(write_config(tmp_path / "sw.yaml", cfg))
     pid = d.proc.pid
 
     for cam in flapping + ["reschange", "corrupt"]:
@@ -219,7 +204,7 @@ def test_camera_faults_do_not_disturb_the_other_cameras_and_leak_nothing(
 
 
 def test_broker_down_60s_under_load_and_daemon_killed_during_the_outage(
-        tmp_path, clip_factory, broker, tcp_proxy, mqtt_collector, daemons):
+        tmp_path, clip_factory, broker, tcp_proxy, mqtt_collector, daemon_factory):
     clip = clip_factory(**FLAP_CLIP)
     proxy = tcp_proxy(broker.port)
     collector = mqtt_collector(broker.host, broker.port, topics=["streamwatch/events"])
@@ -227,7 +212,7 @@ def test_broker_down_60s_under_load_and_daemon_killed_during_the_outage(
     cameras = [{"id": f"cam{i:02d}", "url": str(clip), **FLAP_CAMERA} for i in range(n_cams)]
     config_path = write_config(tmp_path / "sw.yaml", config(tmp_path, proxy.port, cameras))
     spool_path = tmp_path / "state" / "spool.sqlite3"
-    first = daemons(config_path)
+    first = daemon_factory(config_path)
     assert collector.wait_for(lambda c: len(c.on("streamwatch/events")) >= n_cams, 60), first.log_text()[-3000:]
     time.sleep(5)
 
@@ -250,7 +235,7 @@ def test_broker_down_60s_under_load_and_daemon_killed_during_the_outage(
     assert len(spooled) >= 2 * n_cams, len(spooled)  # the outage queued a backlog
     second_config = tmp_path / "sw-restarted.yaml"  # same config and state dir, its own log file
     shutil.copyfile(config_path, second_config)
-    second = daemons(second_config)
+    second = daemon_factory(second_config)
     assert second.wait_log("spool has undelivered events from a previous run", timeout=30), second.log_text()[-2000:]
     time.sleep(max(0.0, 60 - (time.monotonic() - outage_started)))
     broker.start()
@@ -351,7 +336,7 @@ def _check_not_corrupt(state: Path) -> None:
 
 
 @pytest.mark.parametrize("failure", ["disk_full", "read_only"])
-def test_state_dir_full_or_read_only_at_run_time(tmp_path, tmpfs, clip_factory, broker, mqtt_collector, daemons,
+def test_state_dir_full_or_read_only_at_run_time(tmp_path, tmpfs, clip_factory, broker, mqtt_collector, daemon_factory,
                                                 failure):
     clip = clip_factory(**FLAP_CLIP)
     state = tmpfs / "state"
@@ -360,7 +345,7 @@ def test_state_dir_full_or_read_only_at_run_time(tmp_path, tmpfs, clip_factory, 
     # Without a model the reservoir keeps the frames of raised faults (frozen here).
     cfg = config(tmp_path, broker.port, cameras, state_dir=state,
                  reservoir={"enabled": True, "min_interval": 0, "max_mb": 50})
-    d = daemons(write_config(tmp_path / "sw.yaml", cfg))
+    d = daemon_factory(write_config(tmp_path / "sw.yaml", cfg))
     assert collector.wait_for(lambda c: len(c.on("streamwatch/events")) >= 3, 60), d.log_text()[-3000:]
     assert wait_until(lambda: any(state.glob("reservoir/*/faults/*/*.jpg")), 30), d.log_text()[-3000:]
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 
@@ -80,3 +81,19 @@ class DaemonProcess:
                     return entry
             time.sleep(0.1)
         return None
+
+
+@pytest.fixture
+def daemon_factory():
+    """``daemon_factory(config_path) -> DaemonProcess`` (started); stopped at teardown."""
+    made: list[DaemonProcess] = []
+
+    def make(config_path: Path) -> DaemonProcess:
+        d = DaemonProcess(config_path).start()
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        if d.alive():
+            d.stop()
