@@ -53,7 +53,7 @@ except ImportError:  # pragma: no cover - av is a dependency, but keep the impor
     av = None  # type: ignore[assignment]
 
 
-#: Consecutive packets the decoder rejects (``InvalidDataError``) before the connection counts
+#: Consecutive packets the decoder rejects (any FFmpeg decode error) before the connection counts
 #: as failed; single damaged packets are skipped (10 s of a 25 fps stream).
 MAX_BAD_PACKETS = 250
 
@@ -160,8 +160,9 @@ class _PyAVCapture:
                 self._watch_keyframes(packet)
             try:
                 self._pending.extend(packet.decode())
-            except av.error.InvalidDataError:
-                # A damaged packet (lost or corrupted RTP data): the decoder recovers at the next
+            except av.error.FFmpegError:
+                # A damaged packet (lost or corrupted RTP data; FFmpeg reports it as invalid data,
+                # or as ENOTSUP when corrupted header bits ask for a feature): the decoder recovers at the next
                 # keyframe, so skip it instead of dropping the connection; only a long run of
                 # rejected packets (a stream the decoder cannot read at all) is a failure.
                 self.decode_errors += 1
