@@ -72,6 +72,18 @@ def find_mosquitto() -> str | None:
 
 
 def free_port() -> int:
+    """A free port BELOW the kernel's ephemeral range: a broker restarted on the same port after
+    a kill must not find it taken by some client's outgoing connection meanwhile."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
