@@ -221,9 +221,10 @@ RTP_MAX_PAYLOAD = 1400
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Same policy as the broker's: below the ephemeral range, so a restart on the port works."""
+    from tests.support.broker import free_port as below_ephemeral
+
+    return below_ephemeral()
 
 
 def _parse_avcc(extradata: bytes) -> tuple[int, list[bytes]]:
