@@ -76,6 +76,19 @@ def luma_thumbnail(frame: Any) -> tuple[np.ndarray, float]:
     return grey_thumbnail(frame.to_ndarray(format="gray")), 1.0
 
 
+def frame_to_bgr(frame: Any) -> np.ndarray | None:
+    """A decoded frame as a normalised BGR image; None when it cannot be converted.
+
+    A damaged stream can decode into a frame whose (corrupted) format or size the scaler refuses
+    (FFmpeg answers ENOTSUP); that is one unusable frame, like an odd-shaped one, not a reason to
+    drop the connection.
+    """
+    try:
+        return normalise_image(frame.to_ndarray(format="bgr24"))
+    except (av.error.FFmpegError, ValueError):
+        return None
+
+
 class _PyAVCapture:
     """One open PyAV container and its video decoder.
 
@@ -299,14 +312,17 @@ class PyAVReader(CameraReader):
             if cap.keyframes_only and has_motion and key is None:
                 # A keyframe: keep it, decode exactly one more frame (its successor) for motion -
                 # unless it already differs from the previous keyframe by a real change.
-                image = normalise_image(frame.to_ndarray(format="bgr24"))
+                image = frame_to_bgr(frame)
                 if image is None:
                     bad += 1
                     if bad >= MAX_BAD_FRAMES:
                         return "error", f"{bad} unusable frames in a row"
                     continue
                 bad = 0
-                thumb, scale = luma_thumbnail(frame)
+                try:
+                    thumb, scale = luma_thumbnail(frame)
+                except (av.error.FFmpegError, ValueError):
+                    continue  # same reason as frame_to_bgr: an unconvertible damaged frame
                 previous_key, previous_thumb = previous_thumb, thumb
                 change = 0.0
                 if self.successor_below is not None and previous_key is not None:
@@ -322,11 +338,14 @@ class PyAVReader(CameraReader):
                 cap.set_skip("NONKEY")
                 (frame, image, a, scale), successor = key, frame
                 key = None
-                b, _ = luma_thumbnail(successor)
-                extra["motion"] = mean_difference(a, b) * scale
+                try:
+                    b, _ = luma_thumbnail(successor)
+                    extra["motion"] = mean_difference(a, b) * scale
+                except (av.error.FFmpegError, ValueError):
+                    pass  # a damaged successor: deliver the keyframe without a motion figure
                 self.successors += 1
             else:
-                image = normalise_image(frame.to_ndarray(format="bgr24"))
+                image = frame_to_bgr(frame)
                 if image is None:
                     bad += 1
                     if bad >= MAX_BAD_FRAMES:
