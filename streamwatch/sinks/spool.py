@@ -11,7 +11,13 @@ Bounded: beyond ``max_events`` the OLDEST events are dropped, with one warning l
 Degrades instead of crashing: if the file cannot be opened or written (read-only or
 missing state directory, disk full, I/O error), one clear error is logged and the spool
 continues as an in-memory queue with the same bound, keeping every event it already held
-that can still be read. Events are then lost on restart, which the error line says.
+that can still be read. Events are then lost on restart, which the error line says. Every
+``retry_every`` seconds (default 30) the memory queue tries to become durable again: once the
+file can be written (space freed, directory made writable), it is rewritten to hold exactly the
+queued events, with their keys unchanged (so a consumer's "after key" cursor stays valid), and
+one info line says so. Events an earlier run left in a file that was never writable this run
+stay in it and are delivered after the next start, as before. When the file could not even be
+read, it is left alone (its events would be lost) and the queue stays in memory until restart.
 
 Thread-safe: the daemon's threads ``put`` while the sink's delivery thread peeks and acks.
 """
@@ -37,7 +43,7 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS events (key INTEGER PRIMARY KEY AUTOINCREM
 class Spool:
     """Durable bounded FIFO of JSON-serialisable dicts (see module docstring)."""
 
-    def __init__(self, path: Path | str, max_events: int):
+    def __init__(self, path: Path | str, max_events: int, retry_every: float = 30.0):
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self.path = Path(path)
@@ -49,6 +55,10 @@ class Spool:
         self._count = 0
         self.dropped_total = 0
         self._closed = False
+        self.retry_every = float(retry_every)
+        self._retry_at = 0.0  # monotonic time of the next attempt to return to the file
+        self._file_unread = False  # the file held events we could not read when we degraded
+        self._keep_below = 0  # rows of an earlier run left in the file (keys below this) stay there
         try:
             self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -67,6 +77,7 @@ class Spool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("spool is closed")
+            self._maybe_recover()
             if self._db is not None:
                 try:
                     return self._db_put(text)
@@ -81,6 +92,7 @@ class Spool:
         with self._lock:
             if self._closed:
                 return []
+            self._maybe_recover()
             if self._db is not None:
                 try:
                     rows = self._db.execute(
@@ -235,18 +247,51 @@ class Spool:
             out.append((int(key), payload))
         return out
 
-    def _count_left_in_file(self) -> int:
-        """Events an unwritable spool file still holds (delivered once it is writable again)."""
+    def _read_only_rows(self) -> tuple[list[tuple[int, str]], int] | None:
+        """(rows, last key ever given) of a file we cannot write; None if it cannot be read."""
         if not self.path.is_file():
-            return 0
+            return [], 0
         try:
             db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True)
             try:
-                return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+                rows = db.execute("SELECT key, payload FROM events ORDER BY key").fetchall()
+                seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                return rows, int(seq[0]) if seq else 0
             finally:
                 db.close()
         except (sqlite3.Error, OSError, ValueError):
-            return 0
+            return None
+
+    def _maybe_recover(self) -> None:
+        """In memory mode, now and then try to make the queue durable again (module docstring)."""
+        if self._db is not None or self._file_unread or time.monotonic() < self._retry_at:
+            return
+        self._retry_at = time.monotonic() + self.retry_every
+        assert self._memory is not None
+        db = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = self._connect()
+            with db:
+                db.execute("DELETE FROM events WHERE key >= ?", (self._keep_below,))
+                db.executemany(
+                    "INSERT INTO events (key, payload) VALUES (?, ?)",
+                    [(k, json.dumps(p, separators=(",", ":"), ensure_ascii=False)) for k, p in self._memory.items()],
+                )
+                # Keys never go back, even if the newest events were already delivered.
+                db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'events'", (self._next_key - 1,))
+                if not db.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'events'").fetchone():
+                    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (self._next_key - 1,))
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
+            log.debug("spool file still not usable", path=str(self.path), error=f"{type(exc).__name__}: {exc}")
+            return
+        self._db, self._memory = db, None
+        log.info("spool file usable again; queued events are durable again", path=str(self.path), events=self._count)
 
     # -- memory fallback ------------------------------------------------------------
 
@@ -280,12 +325,24 @@ class Spool:
             except sqlite3.Error:
                 pass
             self._db = None
-        left_in_file = 0 if kept else self._count_left_in_file()
+        left_in_file = 0
+        if not kept:
+            # Never opened (read-only directory, full disk at start): the file's events from an
+            # earlier run stay there for the next start; our keys continue after them.
+            snapshot = self._read_only_rows()
+            if snapshot is None:
+                self._file_unread = self.path.is_file() and self.path.stat().st_size > 0
+            else:
+                rows, seq = snapshot
+                left_in_file = len(rows)
+                next_key = max(next_key, seq + 1, *(int(k) + 1 for k, _ in rows))
+                self._keep_below = next_key
         if kept:
             next_key = max(next_key, max(kept) + 1)
         self._memory = kept
         self._next_key = next_key
         self._count = len(kept)
+        self._retry_at = time.monotonic() + self.retry_every
         log.error(
             "spool file not usable; queueing events in memory only (they will not survive a restart)",
             path=str(self.path),
