@@ -11,13 +11,16 @@ import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import yaml
+from ipaddress import IPv4Address
+
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     ValidationError,
     field_validator,
     model_validator,
@@ -413,6 +416,15 @@ class SpoolConfig(_Strict):
     max_events: int = Field(100_000, ge=10, le=10_000_000)
 
 
+class MetricsTLSConfig(_Strict):
+    """HTTPS for the metrics endpoint; with ``client_ca_file`` only scrapers holding a
+    certificate signed by that CA get an answer (mutual TLS: the endpoint's authentication)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
 class Config(_Strict):
     mqtt: MQTTConfig = MQTTConfig()
     defaults: DefaultsConfig = DefaultsConfig()
@@ -429,6 +441,10 @@ class Config(_Strict):
     patrol: PatrolConfig = PatrolConfig()
     #: Port of the Prometheus metrics endpoint; None disables it.
     metrics_port: int | None = Field(None, ge=1, le=65535)
+    #: Address the metrics endpoint listens on (e.g. 127.0.0.1 or a management interface).
+    metrics_bind: IPvAnyAddress = IPv4Address("0.0.0.0")
+    #: Serve metrics over HTTPS, optionally requiring client certificates.
+    metrics_tls: MetricsTLSConfig | None = None
 
     @field_validator("cameras")
     @classmethod
@@ -554,6 +570,15 @@ def _resolve_relative_paths(config: Config, base: Path) -> list[tuple[str, str]]
                 setattr(tls, key, value)
             if not value.is_file():
                 problems.append((f"mqtt.tls.{key}", f"file not found: {value}"))
+    if config.metrics_tls is not None:
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            value = getattr(config.metrics_tls, key)
+            if value is not None:
+                if not value.is_absolute():
+                    value = (base / value).resolve()
+                    setattr(config.metrics_tls, key, value)
+                if not value.is_file():
+                    problems.append((f"metrics_tls.{key}", f"file not found: {value}"))
     if config.mqtt.password_file is not None:
         if not config.mqtt.password_file.is_file():
             problems.append(("mqtt.password_file", f"file not found: {config.mqtt.password_file}"))

@@ -285,9 +285,16 @@ class Daemon:
 
     def start(self) -> None:
         if self.config.metrics_port is not None:
+            tls = self.config.metrics_tls
             try:
-                self.metrics.serve(self.config.metrics_port)
-            except OSError as exc:
+                self.metrics.serve(
+                    self.config.metrics_port,
+                    addr=str(self.config.metrics_bind),
+                    certfile=str(tls.cert_file) if tls else None,
+                    keyfile=str(tls.key_file) if tls else None,
+                    client_cafile=str(tls.client_ca_file) if tls and tls.client_ca_file else None,
+                )
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a bad key/cert pair
                 raise StartupError(f"metrics_port {self.config.metrics_port}: {exc.strerror or exc}") from None
         for sink in self.sinks:
             try:
@@ -359,7 +366,8 @@ class Daemon:
             log.error("reload_rejected", config=str(self.config_path), error=str(exc))
             self._notifier.notify("READY=1")
             return
-        for section in ("mqtt", "model", "state_dir", "spool", "log", "reservoir", "metrics_port"):
+        for section in ("mqtt", "model", "state_dir", "spool", "log", "reservoir", "metrics_port", "metrics_bind",
+                        "metrics_tls"):
             if getattr(new, section) != getattr(self.config, section):
                 log.warning("reload_section_needs_restart", section=section)
                 setattr(new, section, getattr(self.config, section))

@@ -49,8 +49,14 @@ class Metrics:
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        self._server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "0.0.0.0", certfile: str | None = None, keyfile: str | None = None,
+              client_cafile: str | None = None) -> None:
+        """Serve ``/metrics`` on addr:port; HTTPS with ``certfile``/``keyfile``, and only to
+        clients with a certificate signed by ``client_cafile`` when that is given."""
+        self._server, _thread = start_http_server(
+            port, addr=addr, registry=self.registry, certfile=certfile, keyfile=keyfile,
+            client_cafile=client_cafile, client_auth_required=client_cafile is not None,
+        )
 
     def close(self) -> None:
         if self._server is not None:

@@ -672,3 +672,62 @@ def test_runs_without_writable_executable_memory(tmp_path, clip_factory, daemons
 
     assert wait_until(sampled, 30), d.log_text()[-2000:]
     assert d.stop() < 6 and "Traceback" not in d.log_text()
+
+
+def _listening_addresses(port: int) -> list[str]:
+    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp, as ``ss -lnt``)."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, hexport = local.split(":")
+        if state == "0A" and int(hexport, 16) == port:
+            found.append(".".join(str(b) for b in reversed(bytes.fromhex(addr))))
+    return found
+
+
+def test_metrics_endpoint_bound_to_localhost_and_only_for_client_certificates(
+        tmp_path, clip_factory, broker, daemons):
+    import ssl
+    import urllib.error
+
+    tls = make_tls_files(tmp_path / "pki")
+    clip = clip_factory(seconds=4, content="pan", size=(320, 180))
+    port = free_port()
+    mqtt = {"host": "127.0.0.1", "port": broker.port, "client_id": f"sw-m-{tmp_path.name}"}
+    cfg = base_config(tmp_path, [{"id": "cam", "url": str(clip), "loop": True}], mqtt, metrics_port=port,
+                      metrics_bind="127.0.0.1",
+                      metrics_tls={"cert_file": str(tls.server_cert), "key_file": str(tls.server_key),
+                                   "client_ca_file": str(tls.ca)})
+    d = daemons(write_config(tmp_path / "sw.yaml", cfg))
+    assert d.wait_log("camera_connected", timeout=30, camera="cam"), d.log_text()[-3000:]
+    assert _listening_addresses(port) == ["127.0.0.1"]
+    url = f"https://localhost:{port}/metrics"
+    with_cert = ssl.create_default_context(cafile=str(tls.ca))
+    with_cert.load_cert_chain(str(tls.client_cert), str(tls.client_key))
+    with urllib.request.urlopen(url, timeout=5, context=with_cert) as r:
+        assert 'streamwatch_camera_connected{camera="cam"}' in r.read().decode()
+    without_cert = ssl.create_default_context(cafile=str(tls.ca))
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        with urllib.request.urlopen(url, timeout=5, context=without_cert) as r:
+            r.read()
+    with pytest.raises((urllib.error.URLError, ConnectionError, http_client_errors())):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            r.read()
+    assert d.alive()
+
+
+def http_client_errors() -> type[Exception]:
+    import http.client
+
+    return http.client.HTTPException
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"metrics_bind": "not-an-ip"}, "metrics_bind"),
+    ({"metrics_tls": {"cert_file": "missing.crt", "key_file": "missing.key"}}, "metrics_tls.cert_file"),
+    ({"metrics_tls": {"cert_file": "x.crt"}}, "metrics_tls.key_file"),
+])
+def test_bad_metrics_settings_are_config_errors(tmp_path, change, problem):
+    cfg = write_config(tmp_path / "sw.yaml", base_config(tmp_path, [], metrics_port=9464, **change))
+    out = cli("check-config", str(cfg))
+    assert out.returncode == 2 and problem in out.stderr and "Traceback" not in out.stderr, out.stderr

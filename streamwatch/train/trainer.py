@@ -219,7 +219,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             loss.backward()
             opt.step()
             step += 1
-            tot_loss += float(loss) * len(idx)
+            tot_loss += float(loss.detach()) * len(idx)
             tot_ok += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
             if b % 10 == 0:
