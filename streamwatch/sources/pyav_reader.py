@@ -309,31 +309,7 @@ class PyAVReader(CameraReader):
                     return "error", f"no frame within {self.read_timeout:g} s"
                 return "error", "stream ended"
             extra: dict[str, Any] = {}
-            if cap.keyframes_only and has_motion and key is None:
-                # A keyframe: keep it, decode exactly one more frame (its successor) for motion -
-                # unless it already differs from the previous keyframe by a real change.
-                image = frame_to_bgr(frame)
-                if image is None:
-                    bad += 1
-                    if bad >= MAX_BAD_FRAMES:
-                        return "error", f"{bad} unusable frames in a row"
-                    continue
-                bad = 0
-                try:
-                    thumb, scale = luma_thumbnail(frame)
-                except (av.error.FFmpegError, ValueError):
-                    continue  # same reason as frame_to_bgr: an unconvertible damaged frame
-                previous_key, previous_thumb = previous_thumb, thumb
-                change = 0.0
-                if self.successor_below is not None and previous_key is not None:
-                    change = max_cell_difference(thumb, previous_key) * scale  # inf: new resolution
-                if self.successor_below is None or not self.successor_below <= change < float("inf"):
-                    key = (frame, image, thumb, scale)
-                    cap.set_skip("DEFAULT")
-                    continue
-                self.successors_skipped += 1
-                extra["motion"] = change  # the picture moved: certainly not still
-            elif key is not None:
+            if key is not None:
                 # The keyframe's successor: measure, then deliver the keyframe.
                 cap.set_skip("NONKEY")
                 (frame, image, a, scale), successor = key, frame
@@ -352,7 +328,24 @@ class PyAVReader(CameraReader):
                         return "error", f"{bad} unusable frames in a row"
                     continue
                 bad = 0
-                if has_motion and not cap.keyframes_only:
+                if cap.keyframes_only and has_motion:
+                    # A keyframe: keep it, decode exactly one more frame (its successor) for
+                    # motion - unless it already differs from the previous keyframe by a real change.
+                    try:
+                        thumb, scale = luma_thumbnail(frame)
+                    except (av.error.FFmpegError, ValueError):
+                        continue  # same reason as frame_to_bgr: an unconvertible damaged frame
+                    previous_key, previous_thumb = previous_thumb, thumb
+                    change = 0.0
+                    if self.successor_below is not None and previous_key is not None:
+                        change = max_cell_difference(thumb, previous_key) * scale  # inf: new resolution
+                    if self.successor_below is None or not self.successor_below <= change < float("inf"):
+                        key = (frame, image, thumb, scale)
+                        cap.set_skip("DEFAULT")
+                        continue
+                    self.successors_skipped += 1
+                    extra["motion"] = change  # the picture moved: certainly not still
+                elif has_motion:
                     extra["motion"] = motion.update(image)
             if pace:
                 t = (frame.time if frame.time is not None else delivered * period) + self._media_offset
