@@ -8,6 +8,7 @@ import pytest
 
 from streamwatch.checks.classical import classical_scores
 from streamwatch.checks.temporal import FrozenDetector, MotionMeter
+from tests.support.media import LIVE_STATIC_SCENES
 
 
 def frozen_timeline(path, frozen_after=3.0, sample_every=1.0, use_motion=True):
@@ -47,17 +48,7 @@ def test_frozen_detected_with_one_second_gop(clip_factory):
     assert any(f for _, f in frozen_timeline(clip))
 
 
-@pytest.mark.parametrize(
-    "params",
-    [
-        dict(content="still", noise=6),
-        dict(content="still", noise=3),
-        dict(content="still", clock_overlay=True),
-        dict(content="pan"),
-        dict(content="real"),
-    ],
-    ids=["sensor-noise", "weak-noise", "clock-overlay", "slow-pan", "real-footage"],
-)
+@pytest.mark.parametrize("params", LIVE_STATIC_SCENES.values(), ids=LIVE_STATIC_SCENES.keys())
 def test_live_static_scenes_are_not_frozen(clip_factory, params):
     clip = clip_factory(seconds=14, **params)
     verdicts = frozen_timeline(clip)

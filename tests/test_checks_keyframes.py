@@ -14,6 +14,7 @@ import pytest
 
 from streamwatch.checks.temporal import FrozenDetector, MotionMeter
 from streamwatch.sources.pyav_reader import PyAVReader
+from tests.support.media import LIVE_STATIC_SCENES
 
 FPS = 25
 
@@ -77,17 +78,7 @@ def test_frozen_stretch_detected_and_released(clip_factory, gop, successor_below
 
 @SUCCESSOR
 @pytest.mark.parametrize("gop", [25, 50])
-@pytest.mark.parametrize(
-    "params",
-    [
-        dict(content="still", noise=6),
-        dict(content="still", noise=3),
-        dict(content="still", clock_overlay=True),
-        dict(content="pan"),
-        dict(content="real"),
-    ],
-    ids=["sensor-noise", "weak-noise", "clock-overlay", "slow-pan", "real-footage"],
-)
+@pytest.mark.parametrize("params", LIVE_STATIC_SCENES.values(), ids=LIVE_STATIC_SCENES.keys())
 def test_live_static_scenes_are_not_frozen(clip_factory, params, gop, successor_below):
     clip = clip_factory(seconds=14, gop=gop, **params)
     verdicts = frozen_timeline(clip, gop, successor_below=successor_below)

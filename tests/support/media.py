@@ -111,6 +111,17 @@ def _font() -> str | None:
     return None
 
 
+#: Clips of live scenes that barely change (``make_clip`` keyword arguments by name): the cases
+#: the frozen check must NOT call frozen, shared by the full-decode and keyframe tests.
+LIVE_STATIC_SCENES: dict[str, dict] = {
+    "sensor-noise": dict(content="still", noise=6),
+    "weak-noise": dict(content="still", noise=3),
+    "clock-overlay": dict(content="still", clock_overlay=True),
+    "slow-pan": dict(content="pan"),
+    "real-footage": dict(content="real"),
+}
+
+
 def make_clip(
     path: Path | str,
     *,
