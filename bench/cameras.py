@@ -303,12 +303,8 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
     groups = max(1, min(args.stagger, n))
     cfg_path = run_dir / "sw.yaml"
     config["cameras"] = all_cameras[: -(-n // groups)]
-    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = run_dir / "daemon.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamwatch.cli", "run", "--config", str(cfg_path)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc, log = start_daemon(config, cfg_path, log_path)
     started = time.monotonic()
     if groups > 1:
         # Cameras come online in `groups` steps spread over one sample interval (SIGHUP reloads),
@@ -366,13 +362,7 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
             spy.wait(30)
     finally:
         stop_started = time.monotonic()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 15)
         result["stop_s"] = round(time.monotonic() - stop_started, 2)
         log.close()
         listener.stop()
@@ -649,7 +639,7 @@ def main() -> int:
     model = model_path(args.model)
     work = Path(tempfile.mkdtemp(prefix="swbench-", dir=CACHE if CACHE.is_dir() else None))
     results: dict[str, Any] = {
-        "machine": {"cpus": NCPU, "cpu": _cpu_name()}, "clip_size": f"{size[0]}x{size[1]}",
+        "machine": {"cpus": NCPU, "cpu": cpu_name()}, "clip_size": f"{size[0]}x{size[1]}",
         "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "ours": [],
     }
@@ -737,7 +727,30 @@ def main() -> int:
     return 0
 
 
-def _cpu_name() -> str:
+def start_daemon(config: dict, config_path: Path, log_path: Path) -> tuple[subprocess.Popen, Any]:
+    """Write ``config`` as YAML and start ``streamwatch run`` on it; (process, open log file)."""
+    import yaml
+
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamwatch.cli", "run", "--config", str(config_path)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return proc, log
+
+
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM (the daemon's clean stop), SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):

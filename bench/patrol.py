@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +47,8 @@ from bench import clips as clipmod  # noqa: E402
 from bench.cameras import (  # noqa: E402
     NCPU,
     Mosquitto,
+    cpu_name,
+    start_daemon,
     free_port,
     histogram_quantile,
     model_path,
@@ -103,7 +103,6 @@ def camera_plan(n: int, clips: dict[str, Path], urls: list[str] | None) -> list[
 
 def run_patrol(workers: int, seconds: float, warmup: float, clips: dict[str, Path], args: argparse.Namespace,
                work: Path, model: Path | None, urls: list[str] | None = None) -> dict[str, Any]:
-    import yaml
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"patrol{workers}-", dir=work))
     broker = Mosquitto(run_dir)
@@ -125,12 +124,8 @@ def run_patrol(workers: int, seconds: float, warmup: float, clips: dict[str, Pat
         "cameras": [{k: v for k, v in c.items() if k != "kind"} for c in plan],
     }
     cfg_path = run_dir / "sw.yaml"
-    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = run_dir / "daemon.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamwatch.cli", "run", "--config", str(cfg_path)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc, log = start_daemon(config, cfg_path, log_path)
     result: dict[str, Any] = {"workers": workers, "cameras_configured": n, "source": "rtsp" if urls else "file",
                               "dwell_s": args.dwell, "samples": args.samples,
                               "model": str(model.name) if model else None, "seconds": seconds}
@@ -252,7 +247,7 @@ def main() -> int:
                 s.kill()
     ok = [r for r in rows if r["source"] == "file" and r["cpu_percent"] <= CPU_BUDGET and r["dropped"] == 0]
     summary = {
-        "machine": {"cpus": NCPU, "cpu": _cpu_name()},
+        "machine": {"cpus": NCPU, "cpu": cpu_name()},
         "clip_size": list(size),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "rows": rows,
@@ -264,16 +259,6 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

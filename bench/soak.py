@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.cameras import EventListener, Mosquitto, free_port  # noqa: E402
+from bench.cameras import EventListener, Mosquitto, free_port, start_daemon, stop_process  # noqa: E402
 from tests.support.media import make_clip  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -191,14 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         "metrics_port": metrics_port,
         "cameras": cameras,
     }
-    import yaml
 
     config_path = work / "soak.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    log = open(work / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamwatch.cli", "run", "--config", str(config_path)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc, log = start_daemon(config, config_path, work / "daemon.log")
     started = time.monotonic()
     print(f"soak: {args.cameras} cameras, {args.seconds:.0f} s, every {args.interval:g} s; pid {proc.pid}; "
           f"work {work}", flush=True)
@@ -236,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             next_at += args.interval
         ps_last = ps_check(proc.pid) if proc.poll() is None else "ps: n/a"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, 10)
         log.close()
         listener.stop()
         broker.stop()
