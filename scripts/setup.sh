@@ -25,5 +25,5 @@ fi
 echo "==> installing Python packages"
 # The CPU build of torch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check 'torch==2.13.0' 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/pip install -q --disable-pip-version-check -e '.[train,test]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/pip install -q --disable-pip-version-check -e '.[train,test,openvino]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import streamwatch, cv2, onnxruntime, paho.mqtt, torch; print('==> ready: streamwatch', streamwatch.__version__, '| torch', torch.__version__)"

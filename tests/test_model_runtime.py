@@ -129,3 +129,33 @@ def test_shipped_model_on_obvious_faults():
     probs = clf.predict([dg.jpeg(v, 90) for v in cases.values()])
     got = [CLASS_NAMES[i] for i in probs.argmax(1)]
     assert got == list(cases), got
+
+
+@shipped
+@pytest.mark.parametrize("runtime, atol", [("openvino", 1e-4), ("openvino-bf16", 0.08)])
+def test_openvino_runtimes_agree_with_onnxruntime(runtime, atol):
+    """The same model on OpenVINO: fp32 gives onnxruntime's probabilities; bf16 stays close.
+    Frames: real-looking content (smooth gradients, edges, noise) at CCTV resolutions."""
+    pytest.importorskip("openvino")
+
+    reference = Classifier(threads=1)
+    try:
+        other = Classifier(threads=1, runtime=runtime)
+    except ModelLoadError as exc:
+        if "no native BF16" in str(exc):
+            pytest.skip(str(exc))
+        raise
+    assert other.runtime == runtime and other.version == reference.version
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:576, 0:768]
+    base = np.stack([(xx / 3) % 256, (yy / 2.25) % 256, ((xx + yy) / 5) % 256], -1).astype(np.float32)
+    frames = [np.clip(base + rng.normal(0, s, base.shape), 0, 255).astype(np.uint8) for s in (0, 5, 25)]
+    frames.append(cv2.GaussianBlur(frames[0], (0, 0), 4))
+    a, b = reference.predict(frames), other.predict(frames)
+    np.testing.assert_allclose(b.sum(1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(a, b, atol=atol)
+
+
+def test_unknown_runtime_is_refused():
+    with pytest.raises(ValueError, match="runtime"):
+        Classifier(runtime="tensorrt")

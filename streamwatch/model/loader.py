@@ -53,7 +53,7 @@ def load_model(config: Config, choice: ModelChoice | None = None) -> Classifier:
                 f"model file {choice.path}: checksum {actual[:12]}... does not match the registry's "
                 f"{choice.sha256[:12]}... (changed or truncated; use 'streamwatch model rollback')"
             )
-    return Classifier(choice.path, threads=config.model.threads)
+    return Classifier(choice.path, threads=config.model.threads, runtime=config.model.runtime)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
