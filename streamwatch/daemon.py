@@ -431,35 +431,54 @@ class Daemon:
         log.info("daemon_stopped", seconds=round(time.monotonic() - started, 2))
 
 
-#: glibc malloc arenas for the whole daemon (``mallopt(M_ARENA_MAX)``). glibc's default is 8 per
-#: core, and with ~3 threads per camera every arena is soon in use and grows on its own: in the
-#: 30-minute soak (docs/reliability.md) RSS crept up by ~120 MB before levelling off. The threads
-#: spend their time in FFmpeg and onnxruntime, not in malloc, so a few shared arenas cost nothing
-#: measurable. ``MALLOC_ARENA_MAX`` in the environment still wins.
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8
+#: glibc malloc tuning for a daemon that allocates frame-sized buffers forever (``mallopt``):
+#:
+#: * at most 2 arenas (glibc's default is 8 per core; with ~3 threads per camera every arena is
+#:   soon in use and each grows on its own);
+#: * a fixed mmap threshold of 256 KiB: frames, views and decoder outputs are then always
+#:   mmapped and given back to the kernel when freed. glibc's default *dynamic* threshold rises
+#:   to the size of the largest buffer freed (up to 32 MiB), after which frame buffers come from
+#:   the heap and fragment it: RSS crept up by ~125 MB/h in the 30-minute soak
+#:   (docs/reliability.md);
+#: * heap tops above 1 MiB are trimmed back to the kernel.
+#:
+#: The threads spend their time in FFmpeg and onnxruntime, not in malloc; the extra page faults
+#: of mmapped frames are measured in docs/reliability.md. ``MALLOC_*`` variables in the
+#: environment still win.
+MALLOC_SETTINGS = {-8: 2, -3: 256 * 1024, -1: 1024 * 1024}  # M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+_MALLOC_ENV = {-8: "MALLOC_ARENA_MAX", -3: "MALLOC_MMAP_THRESHOLD_", -1: "MALLOC_TRIM_THRESHOLD_"}
 
 
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas before any thread starts; False where that is not possible."""
+def tune_malloc(settings: dict[int, int] | None = None) -> dict[str, int]:
+    """Apply :data:`MALLOC_SETTINGS` with glibc's ``mallopt`` before any thread starts.
+
+    Returns what was set (by environment variable name); empty where glibc is not the C
+    library (musl, macOS) - nothing to tune there.
+    """
     import ctypes
     import ctypes.util
     import os
 
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, int(arenas)))
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        return False
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return {}
+    done = {}
+    for param, value in (settings or MALLOC_SETTINGS).items():
+        name = _MALLOC_ENV.get(param, str(param))
+        if os.environ.get(name):
+            continue
+        if mallopt(int(param), int(value)):
+            done[name] = int(value)
+    return done
 
 
 def run(config_path: Path) -> int:
     """Entry point of ``streamwatch run``: exit 0 on clean stop, 2 on bad config, 3 on start-up errors."""
     from streamwatch.logsetup import configure_logging
 
-    limit_malloc_arenas()
+    tune_malloc()
 
     try:
         config = load_config(config_path)
