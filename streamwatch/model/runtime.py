@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from streamwatch import CLASS_NAMES
+from streamwatch.model.fusion import META_FUSION, Fusion, frame_features
 from streamwatch.model.preprocess import Geometry, make_views
 
 #: Metadata keys written by ``streamwatch export`` and required here.
@@ -82,13 +83,16 @@ class Classifier:
     """Fault classifier on an ONNX model with streamwatch metadata.
 
     ``threads`` is the engine's intra-op thread count (1 = one core); ``runtime`` one of
-    :data:`RUNTIMES`.
+    :data:`RUNTIMES`. ``fusion``: combine the network's output with whole-frame measurements
+    when the model carries a fitted fusion (:mod:`streamwatch.model.fusion`); ``fused`` says
+    whether it does.
     Attributes: ``classes`` (tuple of names, model output order), ``version``,
     ``variant``, ``geometry`` (:class:`~streamwatch.model.preprocess.Geometry`),
     ``path``, ``sha256``, ``metadata`` (all custom metadata).
     """
 
-    def __init__(self, path: Path | str | None = None, threads: int = 1, runtime: str = "onnxruntime") -> None:
+    def __init__(self, path: Path | str | None = None, threads: int = 1, runtime: str = "onnxruntime",
+                 fusion: bool = True) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.runtime = runtime
@@ -137,6 +141,12 @@ class Classifier:
         self.version: str = meta[META_VERSION]
         self.variant: str = meta.get(META_VARIANT, "")
         self._probabilities = meta.get(META_OUTPUT, "logits") == "probabilities"
+        self._fusion: Fusion | None = None
+        if META_FUSION in meta and fusion:
+            try:
+                self._fusion = Fusion.from_json(meta[META_FUSION], len(CLASS_NAMES))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ModelLoadError(f"model file {p}: bad fusion metadata: {e}") from e
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelLoadError(f"model file {p}: expected 1 input and >= 1 output, got {len(inputs)} and {len(outputs)}")
@@ -182,9 +192,17 @@ class Classifier:
         out = np.asarray(out, dtype=np.float32)
         return out if self._probabilities else _softmax(out).astype(np.float32)
 
+    @property
+    def fused(self) -> bool:
+        """True when predictions combine the network with whole-frame measurements."""
+        return self._fusion is not None
+
     def predict(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 frames (any resolution, may differ) -> (N, 8) class
-        probabilities in the order of ``classes``."""
+        probabilities in the order of ``classes`` (fused when the model has a fusion)."""
         if len(frames) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.predict_views(np.stack([self.preprocess(f) for f in frames]))
+        probabilities = self.predict_views(np.stack([self.preprocess(f) for f in frames]))
+        if self._fusion is None:
+            return probabilities
+        return self._fusion.apply(probabilities, np.stack([frame_features(f) for f in frames]))

@@ -52,7 +52,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             res = evaluate_classical(args.data)
         else:
             res = evaluate(args.data, args.model, threads=args.threads, variant=args.variant,
-                           geometry=_geometry(args), progress=not args.json and not args.quiet)
+                           geometry=_geometry(args), progress=not args.json and not args.quiet,
+                           fusion=not args.no_fusion)
     except (ModelLoadError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -74,7 +75,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         cal = calibrate_head(model, args.calibrate_on, geom)
         training["class_bias_calibration"] = cal
         print(json.dumps({"calibration": cal}))
-    meta = export_onnx(model, geom, args.out, args.variant, version=args.version, training=training)
+    extra_meta = {}
+    if args.fuse_on:
+        from streamwatch.model.fusion import META_FUSION
+        from streamwatch.train.export import fit_fusion_on
+
+        fusion, report = fit_fusion_on(model, args.fuse_on, geom)
+        extra_meta[META_FUSION] = fusion.to_json()
+        training["fusion"] = report
+        print(json.dumps({"fusion": report}))
+    meta = export_onnx(model, geom, args.out, args.variant, version=args.version, training=training,
+                       extra_meta=extra_meta)
     if args.state_dict:
         save_state_dict(model, args.state_dict)
     print(json.dumps({"onnx": str(args.out), "state_dict": str(args.state_dict) if args.state_dict else None,
@@ -140,6 +151,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", type=Path, default=None, help="write a confusion-matrix PNG")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classical", action="store_true", help="evaluate the classical statistics fallback instead of a model")
+    p.add_argument("--no-fusion", action="store_true",
+                   help="the network alone, without the whole-frame measurements fused in (see docs/results.md)")
     p.add_argument("--quiet", action="store_true")
     _add_model_shape(p)
     p.set_defaults(func=cmd_evaluate)
@@ -152,6 +165,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default=None)
     p.add_argument("--calibrate-on", type=Path, default=None,
                    help="validation folder (DIR/<class>/): fit per-class logit offsets that maximise its accuracy and fold them into the classifier bias")
+    p.add_argument("--fuse-on", type=Path, default=None,
+                   help="validation folder (DIR/<class>/): fit the fusion of network and whole-frame measurements "
+                        "(streamwatch.model.fusion) on it and store it in the model")
     _add_model_shape(p)
     p.set_defaults(func=cmd_export)
 

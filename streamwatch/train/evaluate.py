@@ -43,14 +43,19 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
-def _onnx_predictor(model_path: str | Path | None, threads: int) -> tuple[Callable[[np.ndarray], np.ndarray], Geometry, str]:
+Predictor = Callable[[list[np.ndarray]], np.ndarray]  # BGR frames -> (N, 8) probabilities
+
+
+def _onnx_predictor(model_path: str | Path | None, threads: int, fusion: bool = True) -> tuple[Predictor, str]:
+    """The daemon's own prediction path (``Classifier.predict``: views, network, fusion)."""
     from streamwatch.model.runtime import Classifier
 
-    clf = Classifier(model_path, threads=threads)
-    return clf.predict_views, clf.geometry, f"{clf.path} ({clf.version})"
+    clf = Classifier(model_path, threads=threads, fusion=fusion)
+    how = "network + fusion" if clf.fused else "network only"
+    return clf.predict, f"{clf.path} ({clf.version}; {how})"
 
 
-def _torch_predictor(model_path: str | Path, variant: str, geometry: Geometry, threads: int) -> tuple[Callable[[np.ndarray], np.ndarray], Geometry, str]:
+def _torch_predictor(model_path: str | Path, variant: str, geometry: Geometry, threads: int) -> tuple[Predictor, str]:
     import torch
 
     from streamwatch.train.export import load_model
@@ -58,11 +63,12 @@ def _torch_predictor(model_path: str | Path, variant: str, geometry: Geometry, t
     torch.set_num_threads(threads)
     model = load_model(model_path, variant, geometry)
 
-    def run(views: np.ndarray) -> np.ndarray:
+    def run(frames: list[np.ndarray]) -> np.ndarray:
+        views = np.stack([make_views(f, geometry) for f in frames])
         with torch.no_grad():
             return torch.softmax(model(torch.from_numpy(views)), 1).numpy()
 
-    return run, geometry, f"{model_path} (torch, {variant})"
+    return run, f"{model_path} (torch, {variant}; network only)"
 
 
 def classical_predict(img: np.ndarray) -> int:
@@ -94,16 +100,18 @@ def evaluate_classical(data_dir: str | Path, progress: bool = False) -> dict:
 
 
 def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads: int = 2, batch: int = 16,
-             variant: str = "eca_1", geometry: Geometry | None = None, progress: bool = False) -> dict:
+             variant: str = "eca_1", geometry: Geometry | None = None, progress: bool = False,
+             fusion: bool = True) -> dict:
     """Run the model over data_dir/<class>/ images; returns the metrics dict
-    plus ``model`` and ``seconds`` (not part of the --json schema)."""
+    plus ``model`` and ``seconds`` (not part of the --json schema). ``fusion=False``: the
+    network alone, without the whole-frame measurements (ONNX models with a fusion only)."""
     items = list_images(data_dir)
     if not items:
         raise FileNotFoundError(f"no images under {data_dir}/<class name>/ (class names: {', '.join(CLASS_NAMES)})")
     if model_path is not None and str(model_path).endswith((".pt", ".pth")):
-        run, geom, desc = _torch_predictor(model_path, variant, geometry or Geometry(), threads)
+        run, desc = _torch_predictor(model_path, variant, geometry or Geometry(), threads)
     else:
-        run, geom, desc = _onnx_predictor(model_path, threads)
+        run, desc = _onnx_predictor(model_path, threads, fusion)
     t0 = time.time()
     y_true, y_pred = [], []
     skipped: list[str] = []
@@ -114,7 +122,7 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
         it = tqdm(it, desc="evaluate", unit="batch")
     for i in it:
         chunk = items[i : i + batch]
-        views, labels = [], []
+        frames, labels = [], []
         for p, c in chunk:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
@@ -122,11 +130,11 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
                 print(f"evaluate: skipping unreadable image {p}", file=sys.stderr)
                 skipped.append(str(p))
                 continue
-            views.append(make_views(img, geom))
+            frames.append(img)
             labels.append(c)
-        if not views:
+        if not frames:
             continue
-        probs = run(np.stack(views))
+        probs = run(frames)
         y_pred += list(np.asarray(probs).argmax(1))
         y_true += labels
     if not y_true:

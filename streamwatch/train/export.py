@@ -56,7 +56,8 @@ def training_summary(data_dir: str | Path | None) -> dict:
 
 
 def export_onnx(model: torch.nn.Module, geometry: Geometry, out_path: str | Path, variant: str,
-                version: str | None = None, training: dict | None = None, check: bool = True) -> dict[str, str]:
+                version: str | None = None, training: dict | None = None, check: bool = True,
+                extra_meta: dict[str, str] | None = None) -> dict[str, str]:
     """Write the ONNX file; returns the metadata written."""
     import onnx
 
@@ -79,6 +80,7 @@ def export_onnx(model: torch.nn.Module, geometry: Geometry, out_path: str | Path
         META_OUTPUT: "logits",
         META_TRAINING: json.dumps(training or {}),
         "streamwatch.input": "make_views(frame_bgr, geometry): view 0 = whole frame downscaled, views 1.. = native-resolution tiles; (x/255-0.5)/0.25, BGR",
+        **(extra_meta or {}),
     }
     del proto.metadata_props[:]
     for k, v in meta.items():
@@ -162,3 +164,64 @@ def calibrate_head(model: torch.nn.Module, data_dir: str | Path, geometry: Geome
     return {"data": str(data_dir), "accuracy_before": float((logits.argmax(1) == y).mean()),
             "accuracy_after": float(((logits + bias).argmax(1) == y).mean()),
             "class_bias": {c: float(b) for c, b in zip(CLASS_NAMES, bias)}}
+
+
+def fit_fusion_on(model: torch.nn.Module, data_dir: str | Path, geometry: Geometry, threads: int = 2):
+    """Fit :func:`streamwatch.model.fusion.fit_fusion` on data_dir/<class>/ images (the
+    validation split: never the test split). Returns (fusion, report)."""
+    import cv2
+
+    from streamwatch.model.fusion import frame_features
+    from streamwatch.model.preprocess import make_views
+    from streamwatch.train.dataset import list_images
+
+    torch.set_num_threads(threads)
+    items = list_images(data_dir)
+    if not items:
+        raise FileNotFoundError(f"no images under {data_dir}/<class name>/")
+    probs, feats, labels = [], [], []
+    model.eval()
+    for i in range(0, len(items), 32):
+        frames, ys = [], []
+        for p, c in items[i : i + 32]:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is not None:
+                frames.append(img)
+                ys.append(c)
+        if not frames:
+            continue
+        with torch.no_grad():
+            logits = model(torch.from_numpy(np.stack([make_views(f, geometry) for f in frames])))
+        probs.append(torch.softmax(logits, 1).numpy())
+        feats.append(np.stack([frame_features(f) for f in frames]))
+        labels += ys
+    p, f, y = np.concatenate(probs), np.concatenate(feats), np.array(labels)
+    fusion = fit_fusion(p, f, y)
+    fused = fusion.apply(p, f)
+    report = {"data": str(data_dir), "n": int(len(y)), "accuracy_network": float((p.argmax(1) == y).mean()),
+              "accuracy_fused": float((fused.argmax(1) == y).mean())}
+    return fusion, report
+
+
+def fit_fusion(probabilities: np.ndarray, features: np.ndarray, labels: np.ndarray, weight_decay: float = 1e-3):
+    """L2-regularised multinomial logistic regression (L-BFGS; convex) for
+    :class:`streamwatch.model.fusion.Fusion`."""
+    from streamwatch.model.fusion import Fusion
+
+    mean = features.mean(0)
+    scale = features.std(0) + 1e-6
+    x = torch.from_numpy(np.hstack([np.log(probabilities + 1e-4), (features - mean) / scale]).astype(np.float32))
+    y = torch.from_numpy(np.asarray(labels, np.int64))
+    k = probabilities.shape[1]
+    w = torch.zeros(x.shape[1], k, requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + weight_decay * (w**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return Fusion(mean.astype(np.float32), scale.astype(np.float32), w.detach().numpy().copy(), b.detach().numpy().copy())

@@ -1,0 +1,114 @@
+"""Evidence fusion (streamwatch.model.fusion): measurements, metadata round trip, and the
+Classifier using it - on the shipped model with a fusion written into its metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamwatch import CLASS_NAMES
+from streamwatch.model.fusion import FEATURE_NAMES, META_FUSION, Fusion, frame_features
+from streamwatch.model.runtime import Classifier, ModelLoadError, default_model_path
+
+K, F = len(CLASS_NAMES), len(FEATURE_NAMES)
+
+
+def _scene(seed: int = 0) -> np.ndarray:
+    """A colourful, textured 720p frame (gradients and shapes), deterministic."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:720, 0:1280]
+    img = np.stack([(xx / 5) % 256, (yy / 2.8) % 256, ((xx + 2 * yy) / 9) % 256], -1).astype(np.uint8)
+    for _ in range(12):
+        x, y = rng.integers(0, 1200, 2)
+        cv2.rectangle(img, (int(x), int(y)), (int(x) + 60, int(y) + 40), tuple(int(v) for v in rng.integers(0, 256, 3)), -1)
+    return img
+
+
+def test_features_measure_what_they_say():
+    clean = _scene()
+    f = dict(zip(FEATURE_NAMES, frame_features(clean)))
+    grey = cv2.cvtColor(cv2.cvtColor(clean, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert frame_features(grey)[FEATURE_NAMES.index("log_chroma")] < 0.1 < f["log_chroma"]
+    rng = np.random.default_rng(1)
+    noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    assert frame_features(noisy)[FEATURE_NAMES.index("log_noise_sigma")] > f["log_noise_sigma"] + 1.0
+    impulses = clean.copy()
+    mask = rng.random(clean.shape[:2]) < 0.03
+    impulses[mask] = rng.choice([0, 255], size=(int(mask.sum()), 1))
+    assert frame_features(impulses)[FEATURE_NAMES.index("log_impulse_permille")] > f["log_impulse_permille"] + 2.0
+    cast = np.clip(clean * np.array([0.8, 0.8, 1.5]), 0, 255).astype(np.uint8)
+    assert frame_features(cast)[FEATURE_NAMES.index("log_channel_imbalance")] > f["log_channel_imbalance"]
+    blurred = cv2.GaussianBlur(clean, (0, 0), 5)
+    assert frame_features(blurred)[FEATURE_NAMES.index("log_sharpness")] < f["log_sharpness"] - 1.0
+    # Any shape a camera can deliver: grey, BGRA, tiny.
+    assert frame_features(clean[:, :, 0]).shape == (F,)
+    assert frame_features(cv2.cvtColor(clean, cv2.COLOR_BGR2BGRA)).shape == (F,)
+    assert np.isfinite(frame_features(np.zeros((8, 8, 3), np.uint8))).all()
+
+
+def _identity_fusion() -> Fusion:
+    """Passes the network's probabilities through (features weighted 0)."""
+    weights = np.zeros((K + F, K), np.float32)
+    weights[:K] = np.eye(K)
+    return Fusion(np.zeros(F, np.float32), np.ones(F, np.float32), weights, np.zeros(K, np.float32))
+
+
+def test_json_round_trip_and_shape_checks():
+    fusion = _identity_fusion()
+    back = Fusion.from_json(fusion.to_json(), K)
+    np.testing.assert_array_equal(back.weights, fusion.weights)
+    p = np.full((2, K), 1 / K, np.float32)
+    np.testing.assert_allclose(back.apply(p, np.zeros((2, F), np.float32)), p, atol=1e-6)
+    broken = json.loads(fusion.to_json())
+    broken["weights"] = broken["weights"][:-1]
+    with pytest.raises(ValueError):
+        Fusion.from_json(json.dumps(broken), K)
+    renamed = json.loads(fusion.to_json())
+    renamed["features"] = ["something", "else"]
+    with pytest.raises(ValueError):
+        Fusion.from_json(json.dumps(renamed), K)
+
+
+def _with_fusion(tmp_path: Path, text: str | None) -> Path:
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(str(default_model_path()))
+    for p in list(proto.metadata_props):
+        if p.key == META_FUSION:
+            proto.metadata_props.remove(p)
+    if text is not None:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_FUSION, text
+    out = tmp_path / "model.onnx"
+    onnx.save(proto, str(out))
+    return out
+
+
+def test_classifier_applies_the_fusion_of_its_model(tmp_path):
+    frames = [_scene(0), cv2.GaussianBlur(_scene(1), (0, 0), 6)]
+    network = Classifier(_with_fusion(tmp_path, None), threads=1)
+    assert not network.fused
+    # A fusion that only listens to sharpness: blurred when low, normal when high.
+    weights = np.zeros((K + F, K), np.float32)
+    weights[K + FEATURE_NAMES.index("log_sharpness"), CLASS_NAMES.index("normal")] = 4.0
+    weights[K + FEATURE_NAMES.index("log_sharpness"), CLASS_NAMES.index("blurred")] = -4.0
+    feats = np.stack([frame_features(f) for f in frames])
+    fusion = Fusion(feats.mean(0), feats.std(0) + 1e-3, weights, np.zeros(K, np.float32))
+    fused = Classifier(_with_fusion(tmp_path, fusion.to_json()), threads=1)
+    assert fused.fused
+    p = fused.predict(frames)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    assert [CLASS_NAMES[i] for i in p.argmax(1)] == ["normal", "blurred"]
+    # The network alone is still there on request, and is what predict_views returns.
+    plain = Classifier(_with_fusion(tmp_path, fusion.to_json()), threads=1, fusion=False)
+    assert not plain.fused
+    np.testing.assert_allclose(plain.predict(frames), network.predict(frames), atol=1e-6)
+
+
+@pytest.mark.parametrize("text", ["not json", json.dumps({"features": list(FEATURE_NAMES)}), "[]"])
+def test_bad_fusion_metadata_is_a_load_error(tmp_path, text):
+    with pytest.raises(ModelLoadError, match="fusion"):
+        Classifier(_with_fusion(tmp_path, text), threads=1)
