@@ -4,7 +4,8 @@ The ECA-MobileNetV2 sees a 112 px whole view and two native 112 px tiles. Some f
 defined by whole-frame physics that such views only sample: "chroma removed entirely"
 (monochrome), a noise level (gaussian_noise sigma >= 12), a share of impulse pixels
 (salt_pepper >= 1 %), one colour channel out of balance (color_cast), large clipped areas
-(overexposed), missing high frequencies (blurred). :func:`frame_features` measures these on
+(overexposed), missing high frequencies (blurred), and the traces a broken decode leaves
+(frozen: rows smeared down, flat grey/green macroblocks, a torn frame's seam). :func:`frame_features` measures these on
 the full frame (about 2 ms for 1080p), and a multinomial logistic regression over
 ``[log p_model, standardised features]`` - fitted on the *validation* split at export
 (``streamwatch export --fuse-on``, :func:`streamwatch.train.export.fit_fusion`; never on the
@@ -35,6 +36,9 @@ FEATURE_NAMES = (
     "log_noise_sigma",
     "log_impulse_permille",
     "log_channel_imbalance",
+    "smeared_rows",
+    "log_row_tear",
+    "flat_blocks",
 )
 
 #: Side of the native-resolution centre crop used for noise and impulse measurements.
@@ -61,6 +65,17 @@ def frame_features(image: np.ndarray) -> np.ndarray:
     residual = cv2.filter2D(crop.astype(np.float32), -1, _IMMERKAER)[1:-1, 1:-1]
     sigma = float(np.sqrt(np.pi / 2.0) * np.abs(residual).mean() / 6.0) if residual.size else 0.0
     means = np.asarray(cv2.mean(image)[:3]) + 1.0  # numpy's mean of a 1080p frame costs 30x more
+    # Broken decodes: rows repeated down from some line, and one row-to-row jump far above the
+    # frame's usual (a torn frame's seam), on a 320 px wide grey; flat 8x8 blocks (macroblocks
+    # filled with grey or green) in the native-resolution crop below the centre.
+    small = cv2.resize(grey, (320, max(8, round(h * 320 / max(w, 1)))), interpolation=cv2.INTER_AREA)
+    row_change = np.abs(np.diff(small.astype(np.float32), axis=0)).mean(1)
+    smeared = float((row_change[len(row_change) // 4 :] < 0.5).mean())
+    tear = float(np.log((row_change.max() + 0.5) / (np.median(row_change) + 0.5)))
+    lower = grey[h // 2 : h // 2 + 256, max(0, w // 2 - 256) : w // 2 + 256].astype(np.float32)
+    bh, bw = lower.shape[0] // 8, lower.shape[1] // 8
+    blocks = lower[: bh * 8, : bw * 8].reshape(bh, 8, bw, 8).std(axis=(1, 3))
+    flat = float((blocks < 0.75).mean()) if blocks.size else 0.0
     return np.array(
         [
             np.log1p(stats.chroma),
@@ -70,6 +85,9 @@ def frame_features(image: np.ndarray) -> np.ndarray:
             np.log1p(sigma),
             np.log1p(1000.0 * impulse),
             float(np.log(means.max() / means.min())),
+            smeared,
+            tear,
+            flat,
         ],
         np.float32,
     )
