@@ -198,13 +198,24 @@ def fit_fusion_on(model: torch.nn.Module, data_dir: str | Path, geometry: Geomet
     p, f, y = np.concatenate(probs), np.concatenate(feats), np.array(labels)
     fusion = fit_fusion(p, f, y)
     fused = fusion.apply(p, f)
+    normal = y == CLASS_NAMES.index("normal")
     report = {"data": str(data_dir), "n": int(len(y)), "accuracy_network": float((p.argmax(1) == y).mean()),
-              "accuracy_fused": float((fused.argmax(1) == y).mean())}
+              "accuracy_fused": float((fused.argmax(1) == y).mean()),
+              "false_alarm_network": float((p[normal].argmax(1) != 0).mean()) if normal.any() else None,
+              "false_alarm_fused": float((fused[normal].argmax(1) != 0).mean()) if normal.any() else None,
+              "normal_weight": FUSION_NORMAL_WEIGHT}
     return fusion, report
 
 
-def fit_fusion(probabilities: np.ndarray, features: np.ndarray, labels: np.ndarray, weight_decay: float = 1e-3):
-    """L2-regularised multinomial logistic regression (L-BFGS; convex) for
+#: Weight of ``normal`` samples in the fusion fit. A false alarm on a healthy camera costs an
+#: operator more than a fault seen a sample later; weight 2 halved the false-alarm rate on
+#: held-out scenes (57 -> 35 %) for 0.3 points of accuracy (docs/results.md).
+FUSION_NORMAL_WEIGHT = 2.0
+
+
+def fit_fusion(probabilities: np.ndarray, features: np.ndarray, labels: np.ndarray, weight_decay: float = 1e-3,
+               normal_weight: float = FUSION_NORMAL_WEIGHT):
+    """L2-regularised, class-weighted multinomial logistic regression (L-BFGS; convex) for
     :class:`streamwatch.model.fusion.Fusion`."""
     from streamwatch.model.fusion import Fusion
 
@@ -216,10 +227,12 @@ def fit_fusion(probabilities: np.ndarray, features: np.ndarray, labels: np.ndarr
     w = torch.zeros(x.shape[1], k, requires_grad=True)
     b = torch.zeros(k, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+    class_weight = torch.ones(k)
+    class_weight[CLASS_NAMES.index("normal")] = normal_weight
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + weight_decay * (w**2).sum()
+        loss = torch.nn.functional.cross_entropy(x @ w + b, y, weight=class_weight) + weight_decay * (w**2).sum()
         loss.backward()
         return loss
 
