@@ -194,7 +194,7 @@ class Daemon:
             monitor_kwargs = dict(raise_visits=config.patrol.raise_visits, clear_visits=config.patrol.clear_visits)
         self.monitor = monitor_cls(
             self.sinks, config.state_dir, model_version=version, metrics=self.metrics, reservoir=self.reservoir,
-            **monitor_kwargs,
+            model_fused=bool(getattr(self.classifier, "fused", False)), **monitor_kwargs,
         )
         self.batcher = Batcher(
             self.classifier,
@@ -355,7 +355,7 @@ class Daemon:
         if new is not None:
             self.batcher.swap_classifier(new)
             self.classifier = new  # drop the last reference to the old model (and its onnxruntime session)
-            self.monitor.set_model_version(new.version)
+            self.monitor.set_model_version(new.version, fused=new.fused)
 
     def reload(self) -> None:
         """Apply the config file again: start added cameras, stop removed, restart changed."""

@@ -58,12 +58,16 @@ SMOOTHING = 0.5
 
 
 def fault_confidences(
-    probabilities: np.ndarray | None, frozen_score: float, image: np.ndarray | None
+    probabilities: np.ndarray | None, frozen_score: float, image: np.ndarray | None, gates: bool = True
 ) -> dict[str, float]:
-    """Combine the classifier, the temporal check and (without a model) classical statistics."""
+    """Combine the classifier, the temporal check and (without a model) classical statistics.
+
+    ``gates``: apply the plausibility gates to the classifier's verdicts. A fused model
+    (``Classifier.fused``) has already weighed the same measurements, so the daemon skips them
+    there and saves measuring the frame twice."""
     if probabilities is not None:
         scores = {name: float(p) for name, p in zip(CLASS_NAMES, probabilities) if name != "normal"}
-        if image is not None:
+        if image is not None and gates:
             scores = apply_plausibility_gates(scores, image_stats(image))
     else:
         scores = classical_scores(image) if image is not None else {}
@@ -105,6 +109,7 @@ class Monitor:
         model_version: str | None = None,
         metrics: Metrics | None = None,
         reservoir: Reservoir | None = None,
+        model_fused: bool = False,
     ):
         self._sinks = list(sinks)
         self._lock = threading.RLock()
@@ -112,13 +117,16 @@ class Monitor:
         self._state_file = state_dir / "faults.json" if state_dir is not None else None
         self._saved = self._load_saved()
         self.model_version = model_version
+        #: The classifier fuses whole-frame measurements itself: no plausibility gates needed.
+        self.model_fused = model_fused
         self._metrics = metrics
         self._reservoir = reservoir
 
-    def set_model_version(self, version: str | None) -> None:
+    def set_model_version(self, version: str | None, fused: bool = False) -> None:
         """Announce a swapped model in every camera's status."""
         with self._lock:
             self.model_version = version
+            self.model_fused = fused
         self.publish_all_status()
 
     # -- camera set -------------------------------------------------------------------
@@ -184,7 +192,7 @@ class Monitor:
                 previous = cam.smoothed
                 smoothed = probabilities if previous is None else SMOOTHING * probabilities + (1 - SMOOTHING) * previous
                 cam.smoothed = smoothed
-            scores = fault_confidences(smoothed, 1.0 if verdict.frozen else 0.0, image)
+            scores = fault_confidences(smoothed, 1.0 if verdict.frozen else 0.0, image, gates=not self.model_fused)
             events = cam.state.observe(scores, utc_now())
             self._emit(cam, events)
             self._record_sample(cam, image, probabilities, captured_mono, verdict.frozen)

@@ -202,7 +202,7 @@ class PatrolMonitor(Monitor):
                 visit.first_still = motion is not None and motion <= visit.noise_floor
             visit.last_mono = captured_mono
             visit.frozen = verdict.frozen
-            scores = fault_confidences(probabilities, 0.0, image)
+            scores = fault_confidences(probabilities, 0.0, image, gates=not self.model_fused)
             visit.scores.append(scores)
             self._record_sample(cam, image, probabilities, captured_mono, verdict.frozen)
             if visit.submitted is not None and len(visit.scores) >= visit.submitted:

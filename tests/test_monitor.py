@@ -37,6 +37,12 @@ def test_physically_impossible_verdicts_are_vetoed():
     assert abs(scores["blurred"] - 0.65) < 1e-6  # no gate for faults without a physical bound
 
 
+def test_fused_models_verdicts_are_not_gated_again():
+    """A fused classifier weighed chroma and clipping itself; the monitor does not measure twice."""
+    scores = fault_confidences(probs(monochrome=0.9, overexposed=0.7), 0.0, colourful(), gates=False)
+    assert abs(scores["monochrome"] - 0.9) < 1e-6 and abs(scores["overexposed"] - 0.7) < 1e-6
+
+
 def test_frozen_takes_the_higher_of_temporal_and_classifier():
     image = colourful()
     assert fault_confidences(probs(frozen=0.3), 1.0, image)["frozen"] == 1.0

@@ -43,7 +43,13 @@ class ImageStats:
 
 def image_stats(image: np.ndarray) -> ImageStats:
     """The statistics the classical checks use, from a BGR uint8 frame of any size."""
-    small = _resize_to_width(image, 320)
+    return image_stats_and_grey(image)[0]
+
+
+def image_stats_and_grey(image: np.ndarray) -> tuple[ImageStats, np.ndarray]:
+    """:func:`image_stats` plus the 640 px wide grey copy it measured sharpness on."""
+    medium = _resize_to_width(image, 640)
+    small = _resize_to_width(medium, 320)  # from the 640 px copy: a third of the cost
     ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)
     luma = ycc[:, :, 0]
     # Chroma of near-black pixels is pure compression noise; leave them out.
@@ -52,14 +58,15 @@ def image_stats(image: np.ndarray) -> ImageStats:
     cb = ycc[:, :, 2].astype(np.int16) - 128
     chroma_map = np.abs(cr) + np.abs(cb)
     chroma = float(chroma_map[lit].mean()) if lit.any() else 0.0
-    grey = cv2.cvtColor(_resize_to_width(image, 640), cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(medium, cv2.COLOR_BGR2GRAY)
     sharpness = float(cv2.Laplacian(grey, cv2.CV_32F).var())
-    return ImageStats(
+    stats = ImageStats(
         mean_luma=float(luma.mean()),
         clipped_fraction=float((luma >= 250).mean()),
         chroma=chroma,
         sharpness=sharpness,
     )
+    return stats, grey
 
 
 def overexposed_score(stats: ImageStats) -> float:

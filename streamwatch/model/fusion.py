@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streamwatch.checks.classical import image_stats
+from streamwatch.checks.classical import image_stats_and_grey
 
 #: ONNX metadata key holding the fitted fusion (JSON, see :meth:`Fusion.to_json`).
 META_FUSION = "streamwatch.fusion"
@@ -52,11 +52,10 @@ def frame_features(image: np.ndarray) -> np.ndarray:
         image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    stats = image_stats(image)
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    h, w = grey.shape[:2]
+    stats, grey_640 = image_stats_and_grey(image)
+    h, w = image.shape[:2]
     y0, x0 = max(0, h // 2 - _CROP // 2), max(0, w // 2 - _CROP // 2)
-    crop = np.ascontiguousarray(grey[y0 : y0 + _CROP, x0 : x0 + _CROP])
+    crop = cv2.cvtColor(image[y0 : y0 + _CROP, x0 : x0 + _CROP], cv2.COLOR_BGR2GRAY)  # native pixels
     # Impulses: pixels far from their 3x3 median (salt and pepper survive JPEG as such outliers).
     deviation = cv2.absdiff(crop, cv2.medianBlur(crop, 3))
     impulse = float((deviation > 80).mean())
@@ -68,11 +67,13 @@ def frame_features(image: np.ndarray) -> np.ndarray:
     # Broken decodes: rows repeated down from some line, and one row-to-row jump far above the
     # frame's usual (a torn frame's seam), on a 320 px wide grey; flat 8x8 blocks (macroblocks
     # filled with grey or green) in the native-resolution crop below the centre.
-    small = cv2.resize(grey, (320, max(8, round(h * 320 / max(w, 1)))), interpolation=cv2.INTER_AREA)
+    gh, gw = grey_640.shape[:2]
+    small = cv2.resize(grey_640, (320, max(8, round(gh * 320 / max(gw, 1)))), interpolation=cv2.INTER_AREA)
     row_change = np.abs(np.diff(small.astype(np.float32), axis=0)).mean(1)
     smeared = float((row_change[len(row_change) // 4 :] < 0.5).mean())
     tear = float(np.log((row_change.max() + 0.5) / (np.median(row_change) + 0.5)))
-    lower = grey[h // 2 : h // 2 + 256, max(0, w // 2 - 256) : w // 2 + 256].astype(np.float32)
+    lower = cv2.cvtColor(image[h // 2 : h // 2 + 256, max(0, w // 2 - 256) : w // 2 + 256], cv2.COLOR_BGR2GRAY)
+    lower = lower.astype(np.float32)
     bh, bw = lower.shape[0] // 8, lower.shape[1] // 8
     blocks = lower[: bh * 8, : bw * 8].reshape(bh, 8, bw, 8).std(axis=(1, 3))
     flat = float((blocks < 0.75).mean()) if blocks.size else 0.0
