@@ -295,7 +295,7 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
         "log": {"format": "json", "level": "info"},
         "metrics_port": metrics_port,
         "model": {"enabled": model is not None, **({"path": str(model)} if model else {}),
-                  "threads": args.model_threads},
+                  "threads": args.model_threads, "runtime": args.runtime},
         "defaults": {"sample_interval": args.interval, "decode": args.decode},
         "cameras": [{"id": c["id"], "url": c["url"], "loop": True} for c in plan],
     }
@@ -328,7 +328,8 @@ def run_daemon(n: int, seconds: float, clips: dict[str, Path], args: argparse.Na
             proc.send_signal(signal.SIGHUP)
     result: dict[str, Any] = {"cameras": n, "stagger_steps": groups,
                               "source": "rtsp" if rtsp_urls else "file", "decode": args.decode,
-                              "interval_s": args.interval, "model": str(model) if model else None}
+                              "interval_s": args.interval, "model": str(model) if model else None,
+                              "runtime": args.runtime}
     spy = None
     try:
         # Warm-up: every camera sampled at least once (or give up after 60 s).
@@ -608,6 +609,8 @@ def main() -> int:
     parser.add_argument("--decode", default="auto", choices=["auto", "all", "keyframes"])
     parser.add_argument("--model", default="auto", help="auto (shipped, else random weights) | shipped | random | none | PATH")
     parser.add_argument("--model-threads", type=int, default=1)
+    parser.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino", "openvino-bf16"),
+                        help="model.runtime of the daemon under test")
     parser.add_argument("--naive-probe", type=int, default=4, help="first naive camera count (0: skip the baseline)")
     parser.add_argument("--naive-seconds", type=float, default=20.0)
     parser.add_argument("--naive-max", type=int, default=64, help="largest naive camera count tried")
