@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rss-slope", type=float, default=10.0, help="MB per hour")
     parser.add_argument("--rss-noise", type=float, default=8.0, help="MB of total growth that is never a leak")
     parser.add_argument("--no-model", action="store_true", help="classical checks only")
+    parser.add_argument("--no-reservoir", action="store_true", help="do not keep frames for the site trainer")
     parser.add_argument("--json", help="write figures and verdict here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (config, logs, state)")
     args = parser.parse_args(argv)
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "state_dir": str(work / "state"),
         "log": {"format": "json"},
         "model": {"enabled": not args.no_model, "threads": 1},
+        "reservoir": {"enabled": not args.no_reservoir},
         "metrics_port": metrics_port,
         "cameras": cameras,
     }

@@ -194,7 +194,9 @@ class Daemon:
             monitor_kwargs = dict(raise_visits=config.patrol.raise_visits, clear_visits=config.patrol.clear_visits)
         self.monitor = monitor_cls(
             self.sinks, config.state_dir, model_version=version, metrics=self.metrics, reservoir=self.reservoir,
-            model_fused=bool(getattr(self.classifier, "fused", False)), **monitor_kwargs,
+            model_fused=bool(getattr(self.classifier, "fused", False)),
+            pending_events=[p for _, p in self._spool.peek(len(self._spool))] if self._spool is not None else (),
+            **monitor_kwargs,
         )
         self.batcher = Batcher(
             self.classifier,

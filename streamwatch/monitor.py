@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import structlog
@@ -110,12 +110,14 @@ class Monitor:
         metrics: Metrics | None = None,
         reservoir: Reservoir | None = None,
         model_fused: bool = False,
+        pending_events: Iterable[dict] = (),
     ):
         self._sinks = list(sinks)
         self._lock = threading.RLock()
         self._cameras: dict[str, _Camera] = {}
         self._state_file = state_dir / "faults.json" if state_dir is not None else None
         self._saved = self._load_saved()
+        self._replay_pending(pending_events)
         self.model_version = model_version
         #: The classifier fuses whole-frame measurements itself: no plausibility gates needed.
         self.model_fused = model_fused
@@ -251,6 +253,29 @@ class Monitor:
                 self._publish_status(camera_id)
 
     # -- persistence of open faults ---------------------------------------------------
+
+    def _replay_pending(self, pending: Iterable[dict]) -> None:
+        """Bring the saved fault memory up to date with transitions still in the spool.
+
+        A transition is spooled before ``faults.json`` is rewritten, so a ``kill -9`` between
+        the two leaves the spool one step ahead. Replaying the undelivered transitions (oldest
+        first) on the saved state means the restarted daemon neither raises a fault twice nor
+        clears one twice."""
+        changed = 0
+        for event in pending:
+            try:
+                camera, fault, state, time_ = event["camera"], event["fault"], event["state"], event["time"]
+            except (KeyError, TypeError):
+                continue
+            faults = self._saved.setdefault(str(camera), {})
+            if state == "raised" and fault not in faults:
+                faults[str(fault)] = str(time_)
+                changed += 1
+            elif state == "cleared" and fault in faults:
+                del faults[fault]
+                changed += 1
+        if changed:
+            log.info("fault_state_reconciled", transitions=changed, source="undelivered spooled events")
 
     def _load_saved(self) -> dict[str, dict[str, str]]:
         if self._state_file is None or not self._state_file.exists():

@@ -52,3 +52,30 @@ def test_frozen_takes_the_higher_of_temporal_and_classifier():
 def test_without_model_classical_statistics_are_used():
     scores = fault_confidences(None, 0.0, colourful())
     assert set(scores) == {"overexposed", "monochrome", "blurred", "frozen"}
+
+
+def test_restart_replays_undelivered_transitions_over_the_saved_fault_memory(tmp_path):
+    """kill -9 between spooling a transition and rewriting faults.json: the spool is one step
+    ahead. The restarted monitor replays it, so nothing is raised or cleared twice."""
+    import json
+
+    from streamwatch.config import config_from_data
+    from streamwatch.monitor import Monitor
+
+    (tmp_path / "faults.json").write_text(json.dumps({"a": {"frozen": "2026-11-22T10:00:00.000Z"}}))
+    pending = [
+        {"id": "1", "camera": "a", "fault": "frozen", "state": "cleared", "time": "2026-11-22T10:00:05.000Z"},
+        {"id": "2", "camera": "b", "fault": "blurred", "state": "raised", "time": "2026-11-22T10:00:06.000Z"},
+        {"not": "an event"},
+    ]
+    config = config_from_data(
+        {"mqtt": {"enabled": False}, "model": {"enabled": False}, "state_dir": str(tmp_path),
+         "cameras": [{"id": "a", "url": "rtsp://h/a"}, {"id": "b", "url": "rtsp://h/b"}]},
+        "x", tmp_path,
+    )
+    monitor = Monitor([], tmp_path, pending_events=pending)
+    for camera in config.cameras:
+        monitor.add_camera(config, camera)
+    states = monitor.fault_states()
+    assert states["a"]["frozen"] is False
+    assert states["b"]["blurred"] is True
