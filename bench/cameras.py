@@ -730,15 +730,17 @@ def main() -> int:
     return 0
 
 
-def start_daemon(config: dict, config_path: Path, log_path: Path) -> tuple[subprocess.Popen, Any]:
-    """Write ``config`` as YAML and start ``streamwatch run`` on it; (process, open log file)."""
+def start_daemon(config: dict, config_path: Path, log_path: Path,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Any]:
+    """Write ``config`` as YAML and start ``streamwatch run`` on it (``env`` added to the
+    environment); (process, open log file)."""
     import yaml
 
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamwatch.cli", "run", "--config", str(config_path)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
     return proc, log
 
 

@@ -130,6 +130,16 @@ def camera_plan(n: int, clips: dict[str, Path], work: Path) -> list[dict[str, An
     return cameras
 
 
+def _have_jemalloc() -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libjemalloc.so.2")
+        return True
+    except OSError:
+        return False
+
+
 def verdict(rows: list[dict[str, float]], warmup: float, max_rss_slope: float, rss_noise: float) -> dict[str, Any]:
     measured = [r for r in rows if r["t"] >= warmup] or rows[-2:]
     ts = [r["t"] for r in measured]
@@ -170,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-noise", type=float, default=8.0, help="MB of total growth that is never a leak")
     parser.add_argument("--no-model", action="store_true", help="classical checks only")
     parser.add_argument("--no-reservoir", action="store_true", help="do not keep frames for the site trainer")
+    parser.add_argument("--allocator", choices=("jemalloc", "glibc"), default="jemalloc",
+                        help="jemalloc (preloaded as in deploy/streamwatch.service; falls back to glibc when "
+                             "libjemalloc2 is missing) or glibc malloc")
     parser.add_argument("--json", help="write figures and verdict here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (config, logs, state)")
     args = parser.parse_args(argv)
@@ -194,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     config_path = work / "soak.yaml"
-    proc, log = start_daemon(config, config_path, work / "daemon.log")
+    env = {"LD_PRELOAD": "libjemalloc.so.2"} if args.allocator == "jemalloc" and _have_jemalloc() else {}
+    proc, log = start_daemon(config, config_path, work / "daemon.log", env=env)
     started = time.monotonic()
     print(f"soak: {args.cameras} cameras, {args.seconds:.0f} s, every {args.interval:g} s; pid {proc.pid}; "
           f"work {work}", flush=True)
@@ -261,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     result["log"] = {"tracebacks": text.count("Traceback"),
                      "errors": sum(1 for line in text.splitlines() if '"level": "error"' in line),
                      "lines": text.count("\n"),
-                     "credential_leaks": text.count("secret")}
+                     "credential_leaks": text.count("secret"),
+                     "allocator": next((json.loads(line).get("allocator") for line in text.splitlines()
+                                        if '"daemon_started"' in line), None)}
     v = result["verdict"]
     if result["log"]["credential_leaks"]:
         v["flat"] = False

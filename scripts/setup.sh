@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything streamwatch needs on a fresh Debian/Ubuntu machine, idempotently:
-# Debian packages (ffmpeg, mosquitto) and a Python venv in .venv with the project,
+# Debian packages (ffmpeg, mosquitto, libjemalloc2) and a Python venv in .venv with the project,
 # its trainer extra (CPU torch) and test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need=()
-for pkg in ffmpeg mosquitto mosquitto-clients python3-venv; do
+for pkg in ffmpeg mosquitto mosquitto-clients python3-venv libjemalloc2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

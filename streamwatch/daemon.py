@@ -318,6 +318,7 @@ class Daemon:
             cameras=len(self._readers) if self.patrol is None else self.patrol.camera_count,
             model=self.batcher.model_version,
             config=str(self.config_path),
+            allocator=allocator(),
         )
         self._notifier.notify("READY=1")
 
@@ -433,26 +434,29 @@ class Daemon:
         log.info("daemon_stopped", seconds=round(time.monotonic() - started, 2))
 
 
-#: glibc malloc tuning for a daemon that allocates frame-sized buffers forever (``mallopt``):
-#:
-#: * at most 2 arenas (glibc's default is 8 per core; with ~3 threads per camera every arena is
-#:   soon in use and each grows on its own);
-#: * a fixed mmap threshold of 256 KiB: frames, views and decoder outputs are then always
-#:   mmapped and given back to the kernel when freed. glibc's default *dynamic* threshold rises
-#:   to the size of the largest buffer freed (up to 32 MiB), after which frame buffers come from
-#:   the heap and fragment it: RSS crept up by ~125 MB/h in the 30-minute soak
-#:   (docs/reliability.md);
-#: * heap tops above 1 MiB are trimmed back to the kernel.
-#:
-#: The threads spend their time in FFmpeg and onnxruntime, not in malloc; the extra page faults
-#: of mmapped frames are measured in docs/reliability.md. ``MALLOC_*`` variables in the
-#: environment still win.
-MALLOC_SETTINGS = {-8: 2, -3: 256 * 1024, -1: 1024 * 1024}  # M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+#: Memory allocator settings. The daemon allocates frame-sized buffers from ~3 threads per camera
+#: forever, which fragments glibc's malloc: in the 30-minute soak (docs/reliability.md) RSS
+#: crept up by ~110-125 MB/h with glibc and stayed level with jemalloc, which the systemd unit
+#: and the container therefore preload (``LD_PRELOAD=libjemalloc.so.2``, Debian package
+#: libjemalloc2). Without jemalloc the daemon at least caps glibc's arenas (default 8 per core)
+#: at 2; a fixed mmap threshold was tried as well and made no measurable difference.
+#: ``MALLOC_*`` variables in the environment win.
+MALLOC_SETTINGS = {-8: 2}  # M_ARENA_MAX
 _MALLOC_ENV = {-8: "MALLOC_ARENA_MAX", -3: "MALLOC_MMAP_THRESHOLD_", -1: "MALLOC_TRIM_THRESHOLD_"}
 
 
+def allocator() -> str:
+    """"jemalloc" when it is preloaded into this process, else "glibc" (or "unknown")."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return "jemalloc" if "jemalloc" in maps.read() else "glibc"
+    except OSError:
+        return "unknown"
+
+
 def tune_malloc(settings: dict[int, int] | None = None) -> dict[str, int]:
-    """Apply :data:`MALLOC_SETTINGS` with glibc's ``mallopt`` before any thread starts.
+    """Apply :data:`MALLOC_SETTINGS` with glibc's ``mallopt`` before any thread starts (not
+    under jemalloc, where ``mallopt`` means nothing).
 
     Returns what was set (by environment variable name); empty where glibc is not the C
     library (musl, macOS) - nothing to tune there.
@@ -461,6 +465,8 @@ def tune_malloc(settings: dict[int, int] | None = None) -> dict[str, int]:
     import ctypes.util
     import os
 
+    if allocator() != "glibc":
+        return {}
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
