@@ -5,7 +5,6 @@ their first visit; the achieved cycle is logged per round and exported as a gaug
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 import pytest

@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from streamwatch.sources.backoff import Backoff

@@ -2,7 +2,6 @@
 evaluate JSON -> explain. Real torch, real onnxruntime, a few seconds."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
