@@ -53,7 +53,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             res = evaluate(args.data, args.model, threads=args.threads, variant=args.variant,
                            geometry=_geometry(args), progress=not args.json and not args.quiet,
-                           fusion=not args.no_fusion)
+                           fusion=not args.no_fusion, runtime=args.runtime)
     except (ModelLoadError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -151,6 +151,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", type=Path, default=None, help="write a confusion-matrix PNG")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classical", action="store_true", help="evaluate the classical statistics fallback instead of a model")
+    p.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino", "openvino-bf16"),
+                   help="inference engine, as model.runtime in the daemon's config")
     p.add_argument("--no-fusion", action="store_true",
                    help="the network alone, without the whole-frame measurements fused in (see docs/results.md)")
     p.add_argument("--quiet", action="store_true")

@@ -46,13 +46,14 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 Predictor = Callable[[list[np.ndarray]], np.ndarray]  # BGR frames -> (N, 8) probabilities
 
 
-def _onnx_predictor(model_path: str | Path | None, threads: int, fusion: bool = True) -> tuple[Predictor, str]:
+def _onnx_predictor(model_path: str | Path | None, threads: int, fusion: bool = True,
+                    runtime: str = "onnxruntime") -> tuple[Predictor, str]:
     """The daemon's own prediction path (``Classifier.predict``: views, network, fusion)."""
     from streamwatch.model.runtime import Classifier
 
-    clf = Classifier(model_path, threads=threads, fusion=fusion)
+    clf = Classifier(model_path, threads=threads, fusion=fusion, runtime=runtime)
     how = "network + fusion" if clf.fused else "network only"
-    return clf.predict, f"{clf.path} ({clf.version}; {how})"
+    return clf.predict, f"{clf.path} ({clf.version}; {how}; {runtime})"
 
 
 def _torch_predictor(model_path: str | Path, variant: str, geometry: Geometry, threads: int) -> tuple[Predictor, str]:
@@ -101,7 +102,7 @@ def evaluate_classical(data_dir: str | Path, progress: bool = False) -> dict:
 
 def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads: int = 2, batch: int = 16,
              variant: str = "eca_1", geometry: Geometry | None = None, progress: bool = False,
-             fusion: bool = True) -> dict:
+             fusion: bool = True, runtime: str = "onnxruntime") -> dict:
     """Run the model over data_dir/<class>/ images; returns the metrics dict
     plus ``model`` and ``seconds`` (not part of the --json schema). ``fusion=False``: the
     network alone, without the whole-frame measurements (ONNX models with a fusion only)."""
@@ -111,7 +112,7 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
     if model_path is not None and str(model_path).endswith((".pt", ".pth")):
         run, desc = _torch_predictor(model_path, variant, geometry or Geometry(), threads)
     else:
-        run, desc = _onnx_predictor(model_path, threads, fusion)
+        run, desc = _onnx_predictor(model_path, threads, fusion, runtime)
     t0 = time.time()
     y_true, y_pred = [], []
     skipped: list[str] = []
