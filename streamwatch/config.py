@@ -298,8 +298,9 @@ class ModelConfig(_Strict):
     #: ONNX model file; None means the model shipped with streamwatch.
     path: Path | None = None
     threads: int = Field(1, ge=1, le=64)
-    #: Inference engine: onnxruntime (fp32), openvino (fp32) or openvino-bf16 (docs/performance.md).
-    runtime: Literal["onnxruntime", "openvino", "openvino-bf16"] = "onnxruntime"
+    #: Inference engine: auto (openvino-bf16 where the CPU has BF16, else onnxruntime),
+    #: onnxruntime (fp32), openvino (fp32) or openvino-bf16 (docs/performance.md).
+    runtime: Literal["auto", "onnxruntime", "openvino", "openvino-bf16"] = "auto"
     batch_size: int = Field(8, ge=1, le=256)
     #: Longest a sample waits for a batch to fill, seconds.
     max_wait: float = Field(0.1, ge=0.0, le=10.0)

@@ -317,6 +317,7 @@ class Daemon:
             "daemon_started",
             cameras=len(self._readers) if self.patrol is None else self.patrol.camera_count,
             model=self.batcher.model_version,
+            runtime=getattr(self.classifier, "runtime", None),
             config=str(self.config_path),
             allocator=allocator(),
         )

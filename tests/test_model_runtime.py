@@ -161,3 +161,18 @@ def test_openvino_runtimes_agree_with_onnxruntime(runtime, atol):
 def test_unknown_runtime_is_refused():
     with pytest.raises(ValueError, match="runtime"):
         Classifier(runtime="tensorrt")
+
+
+def test_auto_runtime_picks_bf16_only_where_the_cpu_has_it():
+    from streamwatch.model.runtime import resolve_runtime
+
+    picked = resolve_runtime("auto")
+    try:
+        import openvino as ov
+
+        has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except ImportError:
+        has_bf16 = False
+    assert picked == ("openvino-bf16" if has_bf16 else "onnxruntime")
+    assert resolve_runtime("onnxruntime") == "onnxruntime"
+    assert Classifier(threads=1, runtime="auto").runtime == picked
