@@ -16,8 +16,10 @@ the Prometheus samples counter and the MQTT events received. It prints a table a
 after a warm-up (``--warmup``, default 10 % of the run, at least one sample), a least-squares
 line through each series gives its slope; the run is FLAT when
 
-* threads and fds end at most 2 and 4 above their first post-warm-up value and never spread
-  over more than 4 and 8 (a reconnect in progress holds a socket and maybe a helper thread),
+* threads and fds end at most max(2, 3 %) and max(4, 3 %) above their first post-warm-up value
+  (a leak of one thread per reconnect shows as steady growth in the 30-minute run) and never spread
+  over more than max(4, 10 %) and max(8, 10 %) (a reconnect in progress holds a socket and
+  maybe helper threads),
 * RSS grows by less than ``--max-rss-slope`` MB per hour (default 10) on the fitted line, or
   by less than ``--rss-noise`` MB (default 8) in total over the measured window (a short run's
   slope is dominated by allocator noise),
@@ -153,8 +155,9 @@ def verdict(rows: list[dict[str, float]], warmup: float, max_rss_slope: float, r
         out[key] = {"first": values[0], "last": values[-1], "min": min(values), "max": max(values),
                     "slope_per_hour": round(slope, 2)}
         # Net growth is what a leak looks like; the spread allowance grows with the count because
-        # readers of dead cameras open and close FFmpeg threads while they retry (50 cameras: ~150).
-        if values[-1] - values[0] > band or spread > max(2 * band, 0.05 * values[0]):
+        # readers open and close FFmpeg's threads while they reconnect or loop a file (50 cameras:
+        # ~150 threads, seen dipping to 143 for one measurement and back).
+        if values[-1] - values[0] > max(band, 0.03 * values[0]) or spread > max(2 * band, 0.10 * values[0]):
             flat = False
             reasons.append(f"{key} not flat: {values[0]} -> {values[-1]} (min {min(values)}, max {max(values)})")
     rss = [r["rss_mb"] for r in measured]

@@ -17,11 +17,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(
-    not __import__("os").environ.get("STREAMWATCH_SOAK"),
-    reason="flaky verdict on a loaded machine (1 of 2 runs NOT FLAT at 08:31); run with STREAMWATCH_SOAK=1 "
-    "until the verdict is made robust (issue 6 open)",
-)
 @pytest.mark.slow
 def test_soak_50_cameras_two_minutes(tmp_path):
     out = tmp_path / "soak.json"
@@ -39,5 +34,6 @@ def test_soak_50_cameras_two_minutes(tmp_path):
     assert verdict["cameras_sampled"] == 48  # 50 minus the two that never work
     assert result["rows"][-1]["events"] >= 4  # frozen raised/cleared on the freezing cameras, signal_lost
     assert result["log"]["tracebacks"] == 0 and result["log"]["credential_leaks"] == 0
-    # Logging stays proportional to transitions and connects, never per frame.
-    assert result["log"]["lines"] < 400, result["log"]
+    # Logging stays proportional to transitions and connects, never per frame or sample
+    # (48 samples/s for 120 s would be ~5,800 lines).
+    assert result["log"]["lines"] < 400 + 2 * result["rows"][-1]["events"], result["log"]
