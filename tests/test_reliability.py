@@ -189,7 +189,9 @@ def test_camera_faults_do_not_disturb_the_other_cameras_and_leak_nothing(
         assert transitions(collector, cam) == [], (cam, d.log_text()[-3000:])
     # Flat: threads and descriptors back where they were, memory not growing per cycle.
     first, last = figures[1][1], figures[-1][1]
-    assert abs(last["threads"] - first["threads"]) <= 2, figures
+    # (a reconnect in progress or the inference engine's pool may hold a few threads for a
+    # moment; a leak of one per cycle would be 10)
+    assert abs(last["threads"] - first["threads"]) <= 4, figures
     assert abs(last["fds"] - first["fds"]) <= 4, figures
     assert last["rss_mb"] - figures[2][1]["rss_mb"] < 40, figures
     # Damaged packets are skipped by the decoder, not answered with a reconnect.

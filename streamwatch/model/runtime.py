@@ -109,6 +109,7 @@ class Classifier:
 
     def __init__(self, path: Path | str | None = None, threads: int = 1, runtime: str = "onnxruntime",
                  fusion: bool = True) -> None:
+        automatic = runtime == "auto"
         runtime = resolve_runtime(runtime)
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES} or 'auto', got {runtime!r}")
@@ -178,8 +179,19 @@ class Classifier:
         self._input = inputs[0].name
         self._output = outputs[0].name
         if runtime.startswith("openvino"):
-            self._compiled = _compile_openvino(p, blob, threads, bf16=runtime == "openvino-bf16")
-            self._session = None  # validated; OpenVINO runs it from here on
+            try:
+                self._compiled = _compile_openvino(p, blob, threads, bf16=runtime == "openvino-bf16")
+                self._session = None  # validated; OpenVINO runs it from here on
+            except ModelLoadError as e:
+                if not automatic:
+                    raise
+                # OpenVINO's CPU plugin JIT-compiles its kernels into writable+executable memory,
+                # which MemoryDenyWriteExecute=yes (our systemd unit) forbids: keep onnxruntime.
+                import structlog
+
+                structlog.get_logger(__name__).warning(
+                    "model_runtime_fallback", wanted=runtime, using="onnxruntime", reason=str(e)[:300])
+                self.runtime = "onnxruntime"
         # A dry run catches models that load but cannot execute.
         try:
             self.predict_views(np.zeros((1, g.views, 3, g.size, g.size), np.float32))
