@@ -443,7 +443,7 @@ class Daemon:
 #: at 2; a fixed mmap threshold was tried as well and made no measurable difference.
 #: ``MALLOC_*`` variables in the environment win.
 MALLOC_SETTINGS = {-8: 2}  # M_ARENA_MAX
-_MALLOC_ENV = {-8: "MALLOC_ARENA_MAX", -3: "MALLOC_MMAP_THRESHOLD_", -1: "MALLOC_TRIM_THRESHOLD_"}
+_MALLOC_ENV = {-8: "MALLOC_ARENA_MAX"}  # the environment variable glibc reads for each parameter
 
 
 def allocator() -> str:
