@@ -73,6 +73,35 @@ def test_json_round_trip_and_shape_checks():
         Fusion.from_json(json.dumps(renamed), K)
 
 
+def test_hidden_layer_fusion_round_trip_and_checks():
+    rng = np.random.default_rng(0)
+    h = 5
+    fusion = Fusion(rng.normal(size=F).astype(np.float32), rng.uniform(0.5, 2, F).astype(np.float32),
+                    rng.normal(size=(h, K)).astype(np.float32), rng.normal(size=K).astype(np.float32),
+                    rng.normal(size=(K + F, h)).astype(np.float32), rng.normal(size=h).astype(np.float32))
+    p = rng.dirichlet(np.ones(K), size=3).astype(np.float32)
+    x = rng.normal(size=(3, F)).astype(np.float32)
+    back = Fusion.from_json(fusion.to_json(), K)
+    np.testing.assert_allclose(back.apply(p, x), fusion.apply(p, x), atol=1e-6)
+    # The hidden layer is really used: the same numbers computed by hand.
+    design = np.hstack([np.log(p + 1e-4), (x - fusion.mean) / fusion.scale])
+    logits = np.maximum(design @ fusion.hidden_weights + fusion.hidden_bias, 0) @ fusion.weights + fusion.bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(fusion.apply(p, x), expected / expected.sum(1, keepdims=True), atol=1e-5)
+    for key, value in (("hidden_bias", [0.0] * (h + 1)), ("hidden_weights", [[0.0] * h] * F), ("weights", [[1.0] * K] * (K + F))):
+        broken = json.loads(fusion.to_json())
+        broken[key] = value
+        with pytest.raises(ValueError):
+            Fusion.from_json(json.dumps(broken), K)
+    broken = json.loads(fusion.to_json())
+    broken["hidden_bias"][0] = "NaN"
+    with pytest.raises(ValueError):
+        Fusion.from_json(json.dumps(broken), K)
+    del broken["hidden_bias"]
+    with pytest.raises(ValueError):
+        Fusion.from_json(json.dumps(broken), K)
+
+
 def _with_fusion(tmp_path: Path, text: str | None) -> Path:
     onnx = pytest.importorskip("onnx")
     proto = onnx.load(str(default_model_path()))

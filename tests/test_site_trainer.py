@@ -24,6 +24,7 @@ pytest.importorskip("onnx")
 from streamwatch import CLASS_NAMES  # noqa: E402
 from streamwatch.config import config_from_data  # noqa: E402
 from streamwatch.model.preprocess import Geometry  # noqa: E402
+from streamwatch.model.runtime import Classifier  # noqa: E402
 from streamwatch.model.registry import ModelRegistry  # noqa: E402
 from streamwatch.train.site import (  # noqa: E402
     SiteFrame,
@@ -423,3 +424,30 @@ def test_daemon_and_trainer_end_to_end(tmp_path, tiny, clip_factory, broker, mqt
 def _transitions(collector) -> list[tuple[str, str, str]]:
     return [(e["camera"], e["fault"], e["state"]) for e in
             (json.loads(m.payload) for m in collector.on("streamwatch/events"))]
+
+
+def test_candidate_keeps_the_fusion_of_the_current_model(tmp_path, tiny):
+    """A fine-tuned candidate carries the promoted model's evidence fusion over (otherwise the
+    gate would compare a fused current model with a bare network)."""
+    onnx = pytest.importorskip("onnx")
+    from streamwatch.model.fusion import FEATURE_NAMES, META_FUSION, Fusion
+
+    k, f = len(CLASS_NAMES), len(FEATURE_NAMES)
+    weights = np.zeros((k + f, k), np.float32)
+    weights[:k] = np.eye(k)
+    weights[k + FEATURE_NAMES.index("log_chroma"), CLASS_NAMES.index("monochrome")] = -1.0
+    fusion = Fusion(np.zeros(f, np.float32), np.ones(f, np.float32), weights, np.zeros(k, np.float32))
+    proto = onnx.load(str(tiny["m0"]))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_FUSION, fusion.to_json()
+    fused_m0 = tmp_path / "m0f.onnx"
+    onnx.save(proto, str(fused_m0))
+    registry = ModelRegistry(tmp_path / "state" / "models")
+    promote_with_state(registry, fused_m0, tiny["m0_pt"], "m0f")
+    _write_reservoir(tmp_path / "state" / "reservoir", {"cam_a": 10, "cam_b": 10},
+                     datetime(2026, 11, 1, tzinfo=timezone.utc), timedelta(minutes=47))
+    report = refresh(_config(tmp_path, tiny, base_tolerance=1.0), dry_run=True, progress=False,
+                     save_candidate=tmp_path / "kept")
+    candidate = Classifier(report["saved_candidate"], threads=1)
+    assert candidate.fused
+    np.testing.assert_array_equal(candidate.fusion.weights, fusion.weights)

@@ -122,15 +122,19 @@ def test_explain_writes_an_overlay(run, tmp_path, capsys):
     assert pic.shape[1] == base.shape[1] and pic.shape[0] > base.shape[0]  # overlay + caption band
 
 
-def test_export_with_fusion_fitted_on_validation(run, tmp_path, capsys):
-    """--fuse-on stores a fusion fitted on the validation split; evaluate uses it unless
-    --no-fusion, which gives exactly the network alone."""
+def test_export_with_fusion_fitted_on_training_and_validation(run, tmp_path, capsys):
+    """--fuse-on (repeatable) stores a fusion fitted on the given splits; evaluate uses it
+    unless --no-fusion, which gives exactly the network alone."""
     fused_path = tmp_path / "fused.onnx"
     assert commands.main(["export", "--checkpoint", str(run["out"] / "last.pt"), "--out", str(fused_path),
-                          "--fuse-on", str(run["data"] / "val"), "--variant", "eca_1", "--size", "32", "--tiles", "1"]) == 0
+                          "--fuse-on", str(run["data"] / "train"), "--fuse-on", str(run["data"] / "val"),
+                          "--variant", "eca_1", "--size", "32", "--tiles", "1", "--threads", "1"]) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[0])["fusion"]
-    assert report["n"] == len(list((run["data"] / "val").rglob("*.jpg"))) and 0 <= report["accuracy_fused"] <= 1
-    assert Classifier(fused_path).fused and not Classifier(run["onnx"]).fused
+    expected = sum(len(list((run["data"] / split).rglob("*.jpg"))) for split in ("train", "val"))
+    assert report["n"] == expected and 0 <= report["accuracy_fused"] <= 1 and report["hidden"] > 0
+    fused = Classifier(fused_path)
+    assert fused.fused and not Classifier(run["onnx"]).fused
+    assert fused._fusion.hidden_weights is not None  # the default fusion has a hidden layer
     test_dir = str(run["data"] / "test")
     assert commands.main(["evaluate", "--data", test_dir, "--model", str(fused_path), "--json", "--no-fusion"]) == 0
     network_only = json.loads(capsys.readouterr().out)

@@ -13,12 +13,14 @@ Each function returns a confidence in 0..1 (>= 0.5 means "fault present").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 
-def _resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
+def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
+    """Shrink to ``width`` pixels (aspect kept; never enlarges): a stride then INTER_AREA."""
     h, w = image.shape[:2]
     if w <= width:
         return image
@@ -43,13 +45,24 @@ class ImageStats:
 
 def image_stats(image: np.ndarray) -> ImageStats:
     """The statistics the classical checks use, from a BGR uint8 frame of any size."""
-    return image_stats_and_grey(image)[0]
+    return measure(image).stats
 
 
-def image_stats_and_grey(image: np.ndarray) -> tuple[ImageStats, np.ndarray]:
-    """:func:`image_stats` plus the 640 px wide grey copy it measured sharpness on."""
-    medium = _resize_to_width(image, 640)
-    small = _resize_to_width(medium, 320)  # from the 640 px copy: a third of the cost
+class Measured(NamedTuple):
+    """:class:`ImageStats` and the reduced copies they were measured on (reused by the
+    fusion's measurements so a frame is resized and converted once)."""
+
+    stats: ImageStats
+    medium: np.ndarray  # BGR, at most 640 px wide
+    grey: np.ndarray  # grey of ``medium`` (sharpness was measured on it)
+    small: np.ndarray  # BGR, at most 320 px wide, from ``medium``
+    ycc: np.ndarray  # YCrCb of ``small``
+
+
+def measure(image: np.ndarray) -> Measured:
+    """:func:`image_stats` plus the reduced copies it measured on."""
+    medium = resize_to_width(image, 640)
+    small = resize_to_width(medium, 320)  # from the 640 px copy: a third of the cost
     ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)
     luma = ycc[:, :, 0]
     # Chroma of near-black pixels is pure compression noise; leave them out.
@@ -66,7 +79,7 @@ def image_stats_and_grey(image: np.ndarray) -> tuple[ImageStats, np.ndarray]:
         chroma=chroma,
         sharpness=sharpness,
     )
-    return stats, grey
+    return Measured(stats, medium, grey, small, ycc)
 
 
 def overexposed_score(stats: ImageStats) -> float:

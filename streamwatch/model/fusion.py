@@ -1,17 +1,21 @@
-"""Evidence fusion: the network's probabilities plus a few physical image measurements.
+"""Evidence fusion: the network's probabilities plus physical image measurements.
 
 The ECA-MobileNetV2 sees a 112 px whole view and two native 112 px tiles. Some faults are
 defined by whole-frame physics that such views only sample: "chroma removed entirely"
 (monochrome), a noise level (gaussian_noise sigma >= 12), a share of impulse pixels
 (salt_pepper >= 1 %), one colour channel out of balance (color_cast), large clipped areas
 (overexposed), missing high frequencies (blurred), and the traces a broken decode leaves
-(frozen: rows smeared down, flat grey/green macroblocks, a torn frame's seam). :func:`frame_features` measures these on
-the full frame (about 2 ms for 1080p), and a multinomial logistic regression over
-``[log p_model, standardised features]`` - fitted on the *validation* split at export
-(``streamwatch export --fuse-on``, :func:`streamwatch.train.export.fit_fusion`; never on the
-test split) and stored in the ONNX metadata -
-turns them into the final class probabilities. Without that metadata the network's
-probabilities are used unchanged. ``docs/results.md`` reports the network alone and fused.
+(frozen: rows smeared down, flat grey/green macroblocks, a torn frame's seam).
+:func:`frame_features` measures these (exposure quantiles, chroma offsets of the greys and
+highlights, Laplacian energy per octave and Crete-Roffet re-blur, block-wise Immerkaer noise
+and impulse shares on four native-resolution tiles, row smear/seam/macroblock statistics;
+about 2x the network's pre-processing cost, see docs/performance.md). A small classifier
+(:class:`Fusion`: one hidden layer over ``[log p_model, standardised features]``) - fitted at
+export on the training and validation splits (``streamwatch export --fuse-on``,
+:func:`streamwatch.train.export.fit_fusion`; never on the test split) and stored in the ONNX
+metadata - turns them into the final class probabilities. Without that metadata the
+network's probabilities are used unchanged. ``docs/results.md`` reports the network alone
+and fused.
 """
 
 from __future__ import annotations
@@ -22,98 +26,287 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streamwatch.checks.classical import image_stats_and_grey
+from streamwatch.checks.classical import measure
 
 #: ONNX metadata key holding the fitted fusion (JSON, see :meth:`Fusion.to_json`).
 META_FUSION = "streamwatch.fusion"
 
+#: Bumped whenever :func:`frame_features` computes anything differently (keys training caches).
+FEATURES_VERSION = 3
+
 #: Names of :func:`frame_features`' outputs, in order.
 FEATURE_NAMES = (
-    "log_chroma",
-    "log_sharpness",
-    "clipped_fraction",
-    "mean_luma",
-    "log_noise_sigma",
-    "log_impulse_permille",
-    "log_channel_imbalance",
-    "smeared_rows",
-    "log_row_tear",
-    "flat_blocks",
+    # exposure
+    "log_chroma", "log_sharpness", "clipped_fraction", "mean_luma",
+    "luma_p1", "luma_p5", "luma_p25", "luma_p50", "luma_p75", "luma_p95",
+    "clipped_240", "dark_fraction", "white_clipped",
+    # colour (YCrCb on a 320 px copy)
+    "log_channel_imbalance", "mean_cr", "mean_cb", "log_cast", "log_chroma_p10", "log_chroma_p50",
+    "log_chroma_p90", "log_grey_cast", "log_chroma_spread", "log_r_g", "log_b_g", "log_highlight_cast",
+    # sharpness (640 px grey, three octaves) and edges
+    "log_laplacian_640", "octave_ratio_1", "octave_ratio_2", "log_strong_edges", "log_gradient_p99",
+    "log_native_laplacian", "native_octave_ratio", "reblur_native_h", "reblur_native_v", "reblur_640_h",
+    "reblur_640_v",
+    # noise and impulses (a mosaic of four native-resolution tiles)
+    "log_noise_sigma", "log_noise_p10", "log_noise_p50",
+    "log_impulse_permille", "log_impulse_40", "log_impulse_extreme", "log_impulse_colour", "log_impulse_isolated",
+    # broken decodes (320 px grey rows, 16 px blocks of the 640 px copy's lower half)
+    "smeared_rows", "log_row_tear", "smear_run", "vertical_run", "log_lower_upper", "log_tear_prominence",
+    "tear_width", "tear_position", "seam_step", "seam_columns", "flat_16", "green_flat", "grey_flat", "green_blocks",
+    "flat_block_rows",
 )
 
-#: Side of the native-resolution centre crop used for noise and impulse measurements.
-_CROP = 512
+#: Side of each of the four native-resolution tiles measured for noise, impulses and fine blur.
+_TILE = 128
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+_IMMERKAER_16S = _IMMERKAER.astype(np.int16)
+_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _hist_quantiles(values_u8: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
+    """Quantiles of a uint8 array from its histogram (10x cheaper than np.percentile)."""
+    hist = cv2.calcHist([values_u8], [0], None, [256], [0, 256]).ravel()
+    cdf = np.cumsum(hist) / max(float(hist.sum()), 1.0)
+    return np.searchsorted(cdf, np.asarray(quantiles)).astype(np.float32)
+
+
+def _noise_residual(channel: np.ndarray) -> np.ndarray:
+    """|Immerkaer residual| of a uint8 channel (int16, borders dropped)."""
+    residual = cv2.filter2D(channel, cv2.CV_16S, _IMMERKAER_16S)[1:-1, 1:-1]
+    return cv2.absdiff(residual, np.zeros_like(residual))
+
+
+def _block_noise(residual: np.ndarray, block: int = 16) -> np.ndarray:
+    """Noise sigma per block from an Immerkaer residual. A low percentile over the blocks is
+    the noise of the flattest parts of the picture, which texture does not inflate."""
+    h, w = residual.shape
+    bh, bw = max(1, h // block), max(1, w // block)
+    means = cv2.resize(residual[: bh * block, : bw * block].astype(np.float32), (bw, bh), interpolation=cv2.INTER_AREA)
+    return np.sqrt(np.pi / 2.0) * means.ravel() / 6.0
+
+
+def _reblur(grey: np.ndarray) -> tuple[float, float]:
+    """Crete-Roffet no-reference blur per direction (horizontal, vertical), 0 sharp .. 1 blurred.
+
+    Blurring a sharp picture again removes much of its gradient; blurring an already blurred
+    one changes little. The ratio is far less scene-dependent than a Laplacian energy.
+    uint8 OpenCV arithmetic (saturating subtraction is the max(0, .) of the method)."""
+    out = []
+    for kernel in ((9, 1), (1, 9)):
+        blurred = cv2.blur(grey, kernel)
+        if kernel[0] > 1:  # horizontal neighbours
+            d_f = cv2.absdiff(grey[:, 1:], grey[:, :-1])
+            d_b = cv2.absdiff(blurred[:, 1:], blurred[:, :-1])
+        else:
+            d_f = cv2.absdiff(grey[1:], grey[:-1])
+            d_b = cv2.absdiff(blurred[1:], blurred[:-1])
+        s_f = float(cv2.sumElems(d_f)[0])
+        s_v = float(cv2.sumElems(cv2.subtract(d_f, d_b))[0])
+        out.append((s_f - s_v) / s_f if s_f > 0 else 1.0)
+    return out[0], out[1]
+
+
+def native_mosaic(image: np.ndarray, tile: int) -> np.ndarray:
+    """Four native-resolution tile x tile crops centred on the quadrants' centres, as one
+    2 tile x 2 tile image: as many pixels as one centre crop of half the side, spread over
+    the scene (a centre crop can fall on sky or a blank wall). Smaller frames are used whole."""
+    h, w = image.shape[:2]
+    if h < 2 * tile or w < 2 * tile:
+        return image
+    rows = []
+    for cy in (h // 4, 3 * h // 4):
+        y0 = min(max(0, cy - tile // 2), h - tile)
+        row = [image[y0 : y0 + tile, min(max(0, cx - tile // 2), w - tile) :][:, :tile] for cx in (w // 4, 3 * w // 4)]
+        rows.append(np.hstack(row))
+    return np.vstack(rows)
+
+
+def _mean_abs_laplacian(grey: np.ndarray) -> float:
+    """Mean |Laplacian| of a uint8 grey image (int16 arithmetic, no float copy)."""
+    lap = cv2.Laplacian(grey, cv2.CV_16S)
+    return float(cv2.mean(cv2.absdiff(lap, np.zeros_like(lap)))[0])
+
+
+def _run_from_bottom(flags: np.ndarray) -> float:
+    """Share of rows, counted up from the bottom, for which ``flags`` holds without a break."""
+    if flags.size == 0:
+        return 0.0
+    breaks = np.flatnonzero(~flags[::-1])
+    return float((breaks[0] if breaks.size else flags.size) / flags.size)
 
 
 def frame_features(image: np.ndarray) -> np.ndarray:
-    """Physical measurements of one BGR uint8 frame, float32 (len(FEATURE_NAMES),)."""
+    """Physical measurements of one BGR uint8 frame, float32 (len(FEATURE_NAMES),).
+
+    About 6 ms for a 1080p frame on one core of this project's reference machine."""
     if image.ndim == 2 or image.shape[2] == 1:
         image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    stats, grey_640 = image_stats_and_grey(image)
+    if min(image.shape[:2]) < 16:  # nothing to measure; keep the arithmetic finite
+        image = cv2.resize(image, (max(16, image.shape[1]), max(16, image.shape[0])), interpolation=cv2.INTER_NEAREST)
     h, w = image.shape[:2]
-    y0, x0 = max(0, h // 2 - _CROP // 2), max(0, w // 2 - _CROP // 2)
-    crop = cv2.cvtColor(image[y0 : y0 + _CROP, x0 : x0 + _CROP], cv2.COLOR_BGR2GRAY)  # native pixels
-    # Impulses: pixels far from their 3x3 median (salt and pepper survive JPEG as such outliers).
-    deviation = cv2.absdiff(crop, cv2.medianBlur(crop, 3))
-    impulse = float((deviation > 80).mean())
+    stats, medium, grey, small, ycc = measure(image)
+    f: list[float] = [np.log1p(stats.chroma), np.log1p(stats.sharpness), stats.clipped_fraction, stats.mean_luma / 255.0]
+
+    # Exposure: where the luma distribution sits, how much is clipped white (all channels).
+    f += list(_hist_quantiles(grey, _QUANTILES) / 255.0)
+    n = float(grey.size)
+    b, g, r = cv2.split(medium)
+    lowest = cv2.min(cv2.min(b, g), r)
+    f += [np.count_nonzero(grey >= 240) / n, np.count_nonzero(grey < 16) / n, np.count_nonzero(lowest >= 245) / n]
+
+    # Colour: the mean chroma offset, how much of the picture is near-neutral, and the colour
+    # of the least saturated and of the brightest pixels (a cast moves the greys and whites).
+    luma = ycc[:, :, 0]
+    lit = (luma > 24) & (luma < 245)
+    if np.count_nonzero(lit) < 50:
+        lit = np.ones_like(lit)
+    cr = ycc[:, :, 1][lit].astype(np.float32) - 128.0
+    cb = ycc[:, :, 2][lit].astype(np.float32) - 128.0
+    chroma = np.abs(cr) + np.abs(cb)
+    means = np.asarray(cv2.mean(small)[:3]) + 1.0
+    mcr, mcb = float(cr.mean()), float(cb.mean())
+    k = max(10, chroma.size // 10)
+    grey_idx = np.argpartition(chroma, k - 1)[:k]
+    lit_luma = luma[lit]
+    bright = lit_luma >= np.partition(lit_luma, int(0.95 * (lit_luma.size - 1)))[int(0.95 * (lit_luma.size - 1))]
+    f += [float(np.log(means.max() / means.min())), mcr / 20.0, mcb / 20.0, np.log1p(np.hypot(mcr, mcb))]
+    f += list(np.log1p(_hist_quantiles(np.minimum(chroma, 255).astype(np.uint8), (0.1, 0.5, 0.9))))
+    f += [np.log1p(np.hypot(cr[grey_idx].mean(), cb[grey_idx].mean())), np.log1p(np.sqrt(cr.var() + cb.var())),
+          float(np.log(means[2] / means[1])), float(np.log(means[0] / means[1])),
+          np.log1p(np.hypot(cr[bright].mean(), cb[bright].mean()))]
+
+    # Sharpness: Laplacian energy per octave (blur empties the top octaves whatever the
+    # scene), strong edges anywhere (a sharp subject in front of a soft background).
+    octaves = []
+    level = grey
+    for _ in range(3):
+        octaves.append(_mean_abs_laplacian(level))
+        level = cv2.pyrDown(level)
+    gradient = cv2.addWeighted(cv2.convertScaleAbs(cv2.Sobel(grey, cv2.CV_16S, 1, 0), alpha=0.25), 1.0,
+                               cv2.convertScaleAbs(cv2.Sobel(grey, cv2.CV_16S, 0, 1), alpha=0.25), 1.0, 0.0)
+    f += [np.log1p(octaves[0]), np.log((octaves[0] + 0.5) / (octaves[1] + 0.5)),
+          np.log((octaves[1] + 0.5) / (octaves[2] + 0.5)),
+          np.log1p(1000.0 * np.count_nonzero(gradient > 37) / n),
+          np.log1p(float(_hist_quantiles(gradient, (0.99,))[0]))]
+
+    # Native resolution: noise and impulses survive here, a downscale averages them.
+    crop = native_mosaic(image, _TILE)
+    crop_grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    native = _mean_abs_laplacian(crop_grey)
+    native_half = _mean_abs_laplacian(cv2.pyrDown(crop_grey))
+    f += [np.log1p(native), np.log((native + 0.5) / (native_half + 0.5)), *_reblur(crop_grey), *_reblur(grey)]
     # Immerkaer's fast noise estimate: a Laplacian-difference mask cancels image structure
-    # to first order, leaving the noise (sigma in grey levels).
-    residual = cv2.filter2D(crop.astype(np.float32), -1, _IMMERKAER)[1:-1, 1:-1]
-    sigma = float(np.sqrt(np.pi / 2.0) * np.abs(residual).mean() / 6.0) if residual.size else 0.0
-    means = np.asarray(cv2.mean(image)[:3]) + 1.0  # numpy's mean of a 1080p frame costs 30x more
-    # Broken decodes: rows repeated down from some line, and one row-to-row jump far above the
-    # frame's usual (a torn frame's seam), on a 320 px wide grey; flat 8x8 blocks (macroblocks
-    # filled with grey or green) in the native-resolution crop below the centre.
-    gh, gw = grey_640.shape[:2]
-    small = cv2.resize(grey_640, (320, max(8, round(gh * 320 / max(gw, 1)))), interpolation=cv2.INTER_AREA)
-    row_change = np.abs(np.diff(small.astype(np.float32), axis=0)).mean(1)
-    smeared = float((row_change[len(row_change) // 4 :] < 0.5).mean())
-    tear = float(np.log((row_change.max() + 0.5) / (np.median(row_change) + 0.5)))
-    lower = cv2.cvtColor(image[h // 2 : h // 2 + 256, max(0, w // 2 - 256) : w // 2 + 256], cv2.COLOR_BGR2GRAY)
-    lower = lower.astype(np.float32)
-    bh, bw = lower.shape[0] // 8, lower.shape[1] // 8
-    blocks = lower[: bh * 8, : bw * 8].reshape(bh, 8, bw, 8).std(axis=(1, 3))
-    flat = float((blocks < 0.75).mean()) if blocks.size else 0.0
-    return np.array(
-        [
-            np.log1p(stats.chroma),
-            np.log1p(stats.sharpness),
-            stats.clipped_fraction,
-            stats.mean_luma / 255.0,
-            np.log1p(sigma),
-            np.log1p(1000.0 * impulse),
-            float(np.log(means.max() / means.min())),
-            smeared,
-            tear,
-            flat,
-        ],
-        np.float32,
-    )
+    # to first order, leaving the noise (sigma in grey levels); whole crop and per block.
+    residual = _noise_residual(crop_grey)
+    sigma = float(np.sqrt(np.pi / 2.0) * cv2.mean(residual)[0] / 6.0) if residual.size else 0.0
+    blocks = _block_noise(residual)
+    f += [np.log1p(sigma), np.log1p(np.percentile(blocks, 10)), np.log1p(np.percentile(blocks, 50))]
+    # Impulses: pixels far from their 3x3 median (salt and pepper survive JPEG as such
+    # outliers), also per channel and only where the neighbourhood is not an edge.
+    deviation = cv2.absdiff(crop_grey, cv2.medianBlur(crop_grey, 3))
+    extreme = (crop_grey <= 35) | (crop_grey >= 220)
+    cb_, cg_, cr_ = cv2.split(cv2.absdiff(crop, cv2.medianBlur(crop, 3)))
+    colour_dev = cv2.max(cv2.max(cb_, cg_), cr_)
+    isolated = (deviation > 60) & (cv2.medianBlur(deviation, 3) < 15)
+    m = float(deviation.size)
+    f += [np.log1p(1000.0 * np.count_nonzero(deviation > 80) / m), np.log1p(1000.0 * np.count_nonzero(deviation > 40) / m),
+          np.log1p(1000.0 * np.count_nonzero((deviation > 60) & extreme) / m),
+          np.log1p(1000.0 * np.count_nonzero(colour_dev > 80) / m), np.log1p(1000.0 * np.count_nonzero(isolated) / m)]
+
+    # Broken decodes: rows repeated down from some line (little vertical change while the
+    # row still varies horizontally), a seam where a torn frame's lower part starts, and
+    # flat grey or green macroblocks in the lower half.
+    sg = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    rows = np.abs(np.diff(sg, axis=0)).mean(1) if sg.shape[0] > 1 else np.zeros(1, np.float32)
+    across = np.abs(np.diff(sg, axis=1)).mean(1)[1:] if sg.shape[0] > 1 else np.zeros(1, np.float32)
+    nr = len(rows)
+    smeared = float((rows[nr // 4 :] < 0.5).mean())
+    tear = float(np.log((rows.max() + 0.5) / (np.median(rows) + 0.5)))
+    window = np.lib.stride_tricks.sliding_window_view(np.pad(rows, 8, mode="edge"), 17)
+    prominence = (rows + 0.5) / (np.median(window, axis=1) + 0.5)
+    seam = int(np.argmax(prominence[2:-2])) + 2 if nr > 6 else 0
+    seam_width = float((np.abs(sg[min(seam + 1, sg.shape[0] - 1)] - sg[seam]) > 12).mean())
+    upper, lower = rows[: max(1, nr // 3)], rows[2 * nr // 3 :]
+    f += [smeared, tear, _run_from_bottom(rows < 0.75), _run_from_bottom((rows + 0.5) / (across + 0.5) < 0.25),
+          float(np.log((np.median(lower) + 0.5) / (np.median(upper) + 0.5))), float(np.log(prominence.max())),
+          seam_width, seam / max(nr, 1)]
+    # A torn frame's seam is a step exactly one row thin across the whole width; natural
+    # horizontal edges are spread over rows by optics and compression (640 px grey).
+    steps = cv2.absdiff(grey[1:], grey[:-1])
+    if steps.shape[0] > 5:
+        row_step = cv2.reduce(steps, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
+        around = 0.5 * (row_step[:-4] + row_step[4:])
+        thin = (row_step[2:-2] + 1.0) / (around + 1.0)
+        at = int(np.argmax(thin)) + 2
+        columns = float((steps[at].astype(np.int16) > steps[at - 2].astype(np.int16) + steps[at + 2] + 4).mean())
+        f += [float(np.log(thin.max())), columns]
+    else:
+        f += [0.0, 0.0]
+    lower_half = medium[medium.shape[0] // 2 :]
+    bh, bw = lower_half.shape[0] // 16, lower_half.shape[1] // 16
+    if bh and bw:
+        mean, std = _block_std(lower_half, 16)
+        flat = std.max(axis=2) < 2.0
+        green = (mean[:, :, 1] - 0.5 * (mean[:, :, 0] + mean[:, :, 2])) > 40
+        greyish = (np.abs(mean - mean.mean(axis=2, keepdims=True)).max(axis=2) < 6) & (np.abs(mean.mean(axis=2) - 128) < 30)
+        f += [float(flat.mean()), float((flat & green).mean()), float((flat & greyish).mean()), float(green.mean()),
+              float((flat.mean(axis=1) > 0.9).mean())]
+    else:
+        f += [0.0] * 5
+    return np.nan_to_num(np.asarray(f, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _block_std(image: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per block x block tile mean and standard deviation (per channel), via exact area
+    resizes of x and x^2 (ten times cheaper than numpy reductions over a reshape)."""
+    bh, bw = image.shape[0] // block, image.shape[1] // block
+    x = image[: bh * block, : bw * block].astype(np.float32)
+    mean = cv2.resize(x, (bw, bh), interpolation=cv2.INTER_AREA)
+    var = cv2.resize(x * x, (bw, bh), interpolation=cv2.INTER_AREA) - mean * mean
+    return mean, np.sqrt(np.maximum(var, 0.0))
 
 
 @dataclass(frozen=True)
 class Fusion:
-    """Multinomial logistic regression over [log p_model (C), standardised features (F)]."""
+    """A small classifier over ``[log p_model (C), standardised features (F)]``.
+
+    Without ``hidden_weights`` it is a multinomial logistic regression
+    (``weights`` is (C + F, C)); with them, one ReLU hidden layer of H units
+    (``hidden_weights`` (C + F, H), ``hidden_bias`` (H,), ``weights`` (H, C)):
+    the measurements interact (a noise level means something else in a dark
+    frame), which a linear model cannot express.
+    """
 
     mean: np.ndarray  # (F,)
     scale: np.ndarray  # (F,)
-    weights: np.ndarray  # (C + F, C)
+    weights: np.ndarray  # (C + F, C) or (H, C)
     bias: np.ndarray  # (C,)
+    hidden_weights: np.ndarray | None = None  # (C + F, H)
+    hidden_bias: np.ndarray | None = None  # (H,)
+
+    def logits(self, probabilities: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """(N, C) network probabilities and (N, F) features -> (N, C) fused logits."""
+        design = np.hstack([np.log(probabilities + 1e-4), (features - self.mean) / self.scale]).astype(np.float32)
+        if self.hidden_weights is not None:
+            design = np.maximum(design @ self.hidden_weights + self.hidden_bias, 0.0)
+        return design @ self.weights + self.bias
 
     def apply(self, probabilities: np.ndarray, features: np.ndarray) -> np.ndarray:
         """(N, C) network probabilities and (N, F) features -> (N, C) fused probabilities."""
-        design = np.hstack([np.log(probabilities + 1e-4), (features - self.mean) / self.scale])
-        logits = design @ self.weights + self.bias
+        logits = self.logits(probabilities, features)
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def to_json(self) -> str:
-        return json.dumps({"features": list(FEATURE_NAMES), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                           "weights": self.weights.tolist(), "bias": self.bias.tolist()})
+        d = {"features": list(FEATURE_NAMES), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+             "weights": self.weights.tolist(), "bias": self.bias.tolist()}
+        if self.hidden_weights is not None and self.hidden_bias is not None:
+            d["hidden_weights"] = self.hidden_weights.tolist()
+            d["hidden_bias"] = self.hidden_bias.tolist()
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str, classes: int) -> "Fusion":
@@ -122,11 +315,25 @@ class Fusion:
         if not isinstance(d, dict):
             raise ValueError("fusion metadata is not a JSON object")
         if tuple(d.get("features", ())) != FEATURE_NAMES:
-            raise ValueError(f"fusion features {d.get('features')} are not {list(FEATURE_NAMES)}")
+            raise ValueError(f"fusion features {d.get('features')} are not this version's {len(FEATURE_NAMES)} features")
         f = len(FEATURE_NAMES)
-        fusion = cls(np.asarray(d["mean"], np.float32), np.asarray(d["scale"], np.float32),
-                     np.asarray(d["weights"], np.float32), np.asarray(d["bias"], np.float32))
-        if (fusion.mean.shape != (f,) or fusion.scale.shape != (f,) or fusion.weights.shape != (classes + f, classes)
-                or fusion.bias.shape != (classes,) or not np.all(fusion.scale > 0)):
-            raise ValueError("fusion parameters have the wrong shapes")
+        try:
+            hidden = ("hidden_weights" in d) or ("hidden_bias" in d)
+            fusion = cls(np.asarray(d["mean"], np.float32), np.asarray(d["scale"], np.float32),
+                         np.asarray(d["weights"], np.float32), np.asarray(d["bias"], np.float32),
+                         np.asarray(d["hidden_weights"], np.float32) if hidden else None,
+                         np.asarray(d["hidden_bias"], np.float32) if hidden else None)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"fusion parameters are incomplete or not numeric: {e}") from e
+        inputs = classes + f
+        if fusion.hidden_weights is None:
+            shapes_ok = fusion.weights.shape == (inputs, classes)
+        else:
+            h = fusion.hidden_bias.shape[0] if fusion.hidden_bias is not None and fusion.hidden_bias.ndim == 1 else -1
+            shapes_ok = (h > 0 and fusion.hidden_weights.shape == (inputs, h) and fusion.weights.shape == (h, classes))
+        if (not shapes_ok or fusion.mean.shape != (f,) or fusion.scale.shape != (f,) or fusion.bias.shape != (classes,)
+                or not np.all(fusion.scale > 0)
+                or not all(np.isfinite(a).all() for a in (fusion.mean, fusion.scale, fusion.weights, fusion.bias))
+                or not all(np.isfinite(a).all() for a in (fusion.hidden_weights, fusion.hidden_bias) if a is not None)):
+            raise ValueError("fusion parameters have the wrong shapes or are not finite")
         return fusion

@@ -222,6 +222,11 @@ class Classifier:
         return out if self._probabilities else _softmax(out).astype(np.float32)
 
     @property
+    def fusion(self) -> Fusion | None:
+        """The fitted fusion this model carries (None when absent or disabled)."""
+        return self._fusion
+
+    @property
     def fused(self) -> bool:
         """True when predictions combine the network with whole-frame measurements."""
         return self._fusion is not None

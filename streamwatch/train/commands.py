@@ -72,7 +72,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.calibrate_on:
         from streamwatch.train.export import calibrate_head
 
-        cal = calibrate_head(model, args.calibrate_on, geom)
+        cal = calibrate_head(model, args.calibrate_on, geom, threads=args.threads)
         training["class_bias_calibration"] = cal
         print(json.dumps({"calibration": cal}))
     extra_meta = {}
@@ -80,7 +80,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         from streamwatch.model.fusion import META_FUSION
         from streamwatch.train.export import fit_fusion_on
 
-        fusion, report = fit_fusion_on(model, args.fuse_on, geom)
+        from streamwatch.train.export import FUSION_HIDDEN
+
+        hidden = FUSION_HIDDEN if args.fusion_hidden is None else args.fusion_hidden
+        fusion, report = fit_fusion_on(model, args.fuse_on, geom, threads=args.threads, hidden=hidden,
+                                       every=args.fuse_every, progress=True)
         extra_meta[META_FUSION] = fusion.to_json()
         training["fusion"] = report
         print(json.dumps({"fusion": report}))
@@ -167,9 +171,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default=None)
     p.add_argument("--calibrate-on", type=Path, default=None,
                    help="validation folder (DIR/<class>/): fit per-class logit offsets that maximise its accuracy and fold them into the classifier bias")
-    p.add_argument("--fuse-on", type=Path, default=None,
-                   help="validation folder (DIR/<class>/): fit the fusion of network and whole-frame measurements "
-                        "(streamwatch.model.fusion) on it and store it in the model")
+    p.add_argument("--fuse-on", type=Path, action="append", default=None,
+                   help="training/validation folder (DIR/<class>/; repeat for several): fit the fusion of network and "
+                        "whole-frame measurements (streamwatch.model.fusion) on them and store it in the model. "
+                        "Never the test split")
+    p.add_argument("--fuse-every", type=int, default=1, help="use every n-th image of each --fuse-on folder (default 1)")
+    p.add_argument("--fusion-hidden", type=int, default=None,
+                   help="hidden units of the fusion (0 = logistic regression; default: streamwatch.train.export.FUSION_HIDDEN)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for calibration and fusion (default 2)")
     _add_model_shape(p)
     p.set_defaults(func=cmd_export)
 

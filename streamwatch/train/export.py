@@ -166,40 +166,42 @@ def calibrate_head(model: torch.nn.Module, data_dir: str | Path, geometry: Geome
             "class_bias": {c: float(b) for c, b in zip(CLASS_NAMES, bias)}}
 
 
-def fit_fusion_on(model: torch.nn.Module, data_dir: str | Path, geometry: Geometry, threads: int = 2):
-    """Fit :func:`streamwatch.model.fusion.fit_fusion` on data_dir/<class>/ images (the
-    validation split: never the test split). Returns (fusion, report)."""
-    import cv2
+#: Weight of ``normal`` samples in the fusion fit. A false alarm on a healthy camera costs an
+#: operator more than a fault seen a sample later (docs/results.md).
+FUSION_NORMAL_WEIGHT = 2.0
+#: Hidden units of the fusion (0 = logistic regression). Chosen by source-grouped
+#: cross-validation on the validation split (docs/results.md).
+FUSION_HIDDEN = 64
 
-    from streamwatch.model.fusion import frame_features
-    from streamwatch.model.preprocess import make_views
-    from streamwatch.train.dataset import list_images
+
+def fit_fusion_on(model: torch.nn.Module, data_dirs: Path | str | list, geometry: Geometry, threads: int = 2,
+                  hidden: int = FUSION_HIDDEN, every: int = 1, progress: bool = False):
+    """Fit :func:`fit_fusion` on the images of ``data_dirs`` (each DIR/<class>/; the training
+    and validation splits - never the test split). The network runs on the cached views
+    (:func:`streamwatch.train.trainer.views_cache`) and the measurements are cached beside
+    them (:func:`~streamwatch.train.trainer.features_cache`). ``every``: use every n-th image
+    of each folder. Returns (fusion, report)."""
+    from streamwatch.train.trainer import features_cache, predict_arrays, views_cache
 
     torch.set_num_threads(threads)
-    items = list_images(data_dir)
-    if not items:
-        raise FileNotFoundError(f"no images under {data_dir}/<class name>/")
+    dirs = [Path(d) for d in (data_dirs if isinstance(data_dirs, (list, tuple)) else [data_dirs])]
     probs, feats, labels = [], [], []
     model.eval()
-    for i in range(0, len(items), 32):
-        frames, ys = [], []
-        for p, c in items[i : i + 32]:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is not None:
-                frames.append(img)
-                ys.append(c)
-        if not frames:
-            continue
-        with torch.no_grad():
-            logits = model(torch.from_numpy(np.stack([make_views(f, geometry) for f in frames])))
-        probs.append(torch.softmax(logits, 1).numpy())
-        feats.append(np.stack([frame_features(f) for f in frames]))
-        labels += ys
-    p, f, y = np.concatenate(probs), np.concatenate(feats), np.array(labels)
-    fusion = fit_fusion(p, f, y)
+    for d in dirs:
+        views, y = views_cache(d, geometry, workers=threads, progress=progress)
+        measured, y2 = features_cache(d, workers=threads, progress=progress)
+        if len(y2) != len(y) or not (y2 == y).all():
+            raise RuntimeError(f"views and measurements caches of {d} disagree; delete {d.parent / '.cache'}")
+        step = max(1, every)  # basic slicing keeps the memory-mapped views on disk
+        probs.append(predict_arrays(model, views[::step]))
+        feats.append(measured[::step])
+        labels.append(y[::step])
+    p, f, y = np.concatenate(probs), np.concatenate(feats), np.concatenate(labels)
+    fusion = fit_fusion(p, f, y, hidden=hidden)
     fused = fusion.apply(p, f)
     normal = y == CLASS_NAMES.index("normal")
-    report = {"data": str(data_dir), "n": int(len(y)), "accuracy_network": float((p.argmax(1) == y).mean()),
+    report = {"data": [str(d) for d in dirs], "every": every, "n": int(len(y)), "hidden": hidden,
+              "accuracy_network": float((p.argmax(1) == y).mean()),
               "accuracy_fused": float((fused.argmax(1) == y).mean()),
               "false_alarm_network": float((p[normal].argmax(1) != 0).mean()) if normal.any() else None,
               "false_alarm_fused": float((fused[normal].argmax(1) != 0).mean()) if normal.any() else None,
@@ -207,34 +209,46 @@ def fit_fusion_on(model: torch.nn.Module, data_dir: str | Path, geometry: Geomet
     return fusion, report
 
 
-#: Weight of ``normal`` samples in the fusion fit. A false alarm on a healthy camera costs an
-#: operator more than a fault seen a sample later; weight 2 halved the false-alarm rate on
-#: held-out scenes (57 -> 35 %) for 0.3 points of accuracy (docs/results.md).
-FUSION_NORMAL_WEIGHT = 2.0
-
-
 def fit_fusion(probabilities: np.ndarray, features: np.ndarray, labels: np.ndarray, weight_decay: float = 1e-3,
-               normal_weight: float = FUSION_NORMAL_WEIGHT):
-    """L2-regularised, class-weighted multinomial logistic regression (L-BFGS; convex) for
-    :class:`streamwatch.model.fusion.Fusion`."""
+               normal_weight: float = FUSION_NORMAL_WEIGHT, hidden: int = FUSION_HIDDEN, epochs: int = 60,
+               seed: int = 0):
+    """Class-weighted fit of :class:`streamwatch.model.fusion.Fusion` (AdamW, minibatches of
+    256, light label smoothing; deterministic for a seed)."""
     from streamwatch.model.fusion import Fusion
 
+    gen = torch.Generator().manual_seed(seed)
     mean = features.mean(0)
     scale = features.std(0) + 1e-6
     x = torch.from_numpy(np.hstack([np.log(probabilities + 1e-4), (features - mean) / scale]).astype(np.float32))
     y = torch.from_numpy(np.asarray(labels, np.int64))
     k = probabilities.shape[1]
-    w = torch.zeros(x.shape[1], k, requires_grad=True)
-    b = torch.zeros(k, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+    if hidden:
+        first = torch.nn.Linear(x.shape[1], hidden)
+        last = torch.nn.Linear(hidden, k)
+        for layer in (first, last):  # seeded initialisation (nn.Linear's default draws from the global RNG)
+            bound = 1.0 / np.sqrt(layer.in_features)
+            with torch.no_grad():
+                layer.weight.uniform_(-bound, bound, generator=gen)
+                layer.bias.uniform_(-bound, bound, generator=gen)
+        net = torch.nn.Sequential(first, torch.nn.ReLU(), last)
+    else:
+        net = torch.nn.Linear(x.shape[1], k)
+        with torch.no_grad():
+            net.weight.zero_()
+            net.bias.zero_()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=weight_decay)
     class_weight = torch.ones(k)
     class_weight[CLASS_NAMES.index("normal")] = normal_weight
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ w + b, y, weight=class_weight) + weight_decay * (w**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return Fusion(mean.astype(np.float32), scale.astype(np.float32), w.detach().numpy().copy(), b.detach().numpy().copy())
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), 256):
+            b = order[i : i + 256]
+            loss = torch.nn.functional.cross_entropy(net(x[b]), y[b], weight=class_weight, label_smoothing=0.02)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    mean, scale = mean.astype(np.float32), scale.astype(np.float32)
+    if hidden:
+        return Fusion(mean, scale, last.weight.detach().numpy().T.copy(), last.bias.detach().numpy().copy(),
+                      first.weight.detach().numpy().T.copy(), first.bias.detach().numpy().copy())
+    return Fusion(mean, scale, net.weight.detach().numpy().T.copy(), net.bias.detach().numpy().copy())

@@ -691,10 +691,16 @@ def refresh(config: Config, *, candidate: Path | None = None, dry_run: bool = Fa
 
                 version = f"site-{stamp}"
                 cand_path, cand_pt = work / f"{version}.onnx", work / f"{version}.pt"
+                # The fine-tuned network keeps the current model's fusion: its measurements are the
+                # same physics, and its network inputs the same classes.
+                from streamwatch.model.fusion import META_FUSION
+
+                fusion_meta = {META_FUSION: current.fusion.to_json()} if current.fusion is not None else {}
                 export_onnx(model, current.geometry, cand_path, current.variant, version=version,
                             training={"site_refresh": stamp, "from": current.version,
                                       "site_samples": counts["site_samples"], "replay_samples": counts["replay_samples"],
-                                      "cameras": report["data"]["cameras"]})
+                                      "cameras": report["data"]["cameras"]},
+                            extra_meta=fusion_meta)
                 save_state_dict(model, cand_pt)
                 del x
                 if save_candidate is not None:

@@ -103,6 +103,53 @@ def views_cache(data_dir: str | Path, geometry: Geometry, workers: int = 2, prog
     return np.load(xf, mmap_mode="r"), labels
 
 
+def _features_of_file(path: str) -> np.ndarray:
+    from streamwatch.model.fusion import frame_features
+
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise RuntimeError(f"cannot read {path}")
+    return frame_features(img)
+
+
+def features_cache(data_dir: str | Path, workers: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """float32 fusion measurements (N, F) and int64 labels for data_dir/<class>/ images, in
+    :func:`views_cache`'s order; cached beside the views, keyed by the measurements' version."""
+    from streamwatch.model.fusion import FEATURE_NAMES, FEATURES_VERSION
+
+    data_dir = Path(data_dir)
+    items = list_images(data_dir)
+    if not items:
+        raise FileNotFoundError(f"no images under {data_dir}/<class name>/")
+    cache_dir = data_dir.parent / ".cache"
+    key = f"{data_dir.name}_features_v{FEATURES_VERSION}_{len(FEATURE_NAMES)}"
+    xf, yf = cache_dir / f"{key}.npy", cache_dir / f"{key}.labels.npy"
+    labels = np.array([c for _, c in items], np.int64)
+    if xf.exists() and yf.exists():
+        y = np.load(yf)
+        if len(y) == len(labels) and (y == labels).all():
+            return np.load(xf), y
+    paths = [str(p) for p, _ in items]
+    if workers > 1:
+        pool = mp.get_context("fork").Pool(workers)
+        it = pool.imap(_features_of_file, paths, chunksize=32)
+    else:
+        pool, it = None, map(_features_of_file, paths)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(paths), desc=f"measurements {data_dir.name}", unit="img", mininterval=5)
+    x = np.stack(list(it)).astype(np.float32)
+    if pool is not None:
+        pool.close()
+        pool.join()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(str(xf) + ".tmp.npy", x)
+    os.replace(str(xf) + ".tmp.npy", xf)
+    np.save(yf, labels)
+    return x, labels
+
+
 def to_input(views_u8: torch.Tensor) -> torch.Tensor:
     """Torch twin of preprocess.normalize (uint8 -> float32)."""
     return views_u8.float().mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
@@ -124,9 +171,10 @@ def lr_at(step: int, progress: float, base: float, warmup: int) -> float:
 def predict_arrays(model: torch.nn.Module, x: np.ndarray, batch: int = 64) -> np.ndarray:
     model.eval()
     out = []
-    for i in range(0, len(x), batch):
-        xb = to_input(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
-        out.append(torch.softmax(model(xb), 1).numpy())
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = to_input(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
+            out.append(torch.softmax(model(xb), 1).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
 
 
