@@ -69,6 +69,32 @@ def test_split_is_by_source_file_and_deterministic(footage, tmp_path):
     assert s3["sources"] != s1["sources"] or (tmp_path / "c" / "train" / "normal" / "train_000000.jpg").read_bytes() != (tmp_path / "a" / "train" / "normal" / "train_000000.jpg").read_bytes()
 
 
+def test_first_index_continues_a_dataset_without_repeating_it(footage, tmp_path):
+    whole = ds.build_dataset(footage, tmp_path / "whole", seed=3, per_class={"train": 4, "val": 0, "test": 0},
+                             workers=1, progress=False)
+    more = ds.build_dataset(footage, tmp_path / "more", seed=3, per_class={"train": 2, "val": 0, "test": 0},
+                            workers=1, progress=False, first_index=2)
+    assert more["sources"] == whole["sources"]  # same split by source file
+    later = sorted((tmp_path / "more" / "train").rglob("*.jpg"))
+    assert len(later) == 2 * len(CLASS_NAMES)
+    for p in later:  # samples 2.. of each class are the whole dataset's samples 2..
+        assert p.read_bytes() == (tmp_path / "whole" / p.relative_to(tmp_path / "more")).read_bytes()
+    first = {p.read_bytes() for p in (tmp_path / "whole" / "train").rglob("*.jpg")} - {p.read_bytes() for p in later}
+    assert len(first) == 2 * len(CLASS_NAMES)
+
+
+def test_coded_noise_changes_only_the_noise_samples(footage, tmp_path):
+    kw = dict(seed=3, per_class={"train": 2, "val": 0, "test": 0}, workers=1, progress=False)
+    ds.build_dataset(footage, tmp_path / "plain", **kw)
+    ds.build_dataset(footage, tmp_path / "coded", coded_noise=1.0, **kw)
+    rows = list(__import__("csv").DictReader(open(tmp_path / "coded" / "samples.csv")))
+    assert {r["label"] for r in rows if r["coded_noise"] == "True"} == {"gaussian_noise"}
+    assert sum(r["coded_noise"] == "True" for r in rows) == 2
+    for p in (tmp_path / "plain" / "train").rglob("*.jpg"):
+        same = p.read_bytes() == (tmp_path / "coded" / p.relative_to(tmp_path / "plain")).read_bytes()
+        assert same == (p.parent.name != "gaussian_noise")
+
+
 def test_labelling_rules(footage, tmp_path):
     s = _build(footage, tmp_path / "d")
     assert [e["file"] for e in s["excluded"]] == ["videos/clip_c.avi"]

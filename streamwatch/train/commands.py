@@ -25,7 +25,8 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     from streamwatch.train.dataset import build_dataset
 
     per_class = {"train": args.train_per_class, "val": args.val_per_class, "test": args.test_per_class}
-    s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers, progress=not args.quiet)
+    s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers,
+                      progress=not args.quiet, first_index=args.first_index, coded_noise=args.coded_noise)
     print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
                       "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
     return 0
@@ -125,6 +126,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--train-per-class", type=int, default=1500)
     b.add_argument("--val-per-class", type=int, default=150)
     b.add_argument("--test-per-class", type=int, default=300)
+    b.add_argument("--first-index", type=int, default=0,
+                   help="start at sample N of each class: with the same --seed (same split by source file) a second "
+                        "folder gets new samples that continue the first dataset instead of repeating it")
+    b.add_argument("--coded-noise", type=float, default=0.0,
+                   help="share of gaussian_noise samples that also get H.264-like coding loss after the noise (default 0)")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_dataset_build)

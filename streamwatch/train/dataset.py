@@ -252,8 +252,8 @@ def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int
 _WORK: dict[str, list[Source]] = {}
 
 
-def _make_sample(task: tuple[str, int, int, str, str]) -> dict:
-    split, index, seed, label, out_path = task
+def _make_sample(task: tuple[str, int, int, str, str, float]) -> dict:
+    split, index, seed, label, out_path, coded_noise = task
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     srcs = _WORK[split]
     mono = [s for s in srcs if s.role == "mono"]
@@ -286,12 +286,21 @@ def _make_sample(task: tuple[str, int, int, str, str]) -> dict:
         out = dg.monochrome(out, rng)  # decoded gray video can carry tiny chroma noise
     else:
         out = dg.degrade(img, label, rng, other=other)
+    # A noisy camera seen through a video encoder: coding loss *after* the noise turns it into
+    # the blotchy grain of H.264 P-frames. Own generator, so the other samples of a seed stay
+    # the same whatever the share.
+    coded = False
+    if label == "gaussian_noise" and coded_noise > 0:
+        crng = np.random.default_rng([seed, SPLITS.index(split), index, 1])
+        if crng.random() < coded_noise:
+            out = dg.blockiness(out, crng)
+            coded = True
     q = int(rng.integers(75, 96))
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(out_path, out, [cv2.IMWRITE_JPEG_QUALITY, q]):
         raise RuntimeError(f"could not write {out_path}")
     return {"file": out_path, "split": split, "label": label, "source": src.rel, "frame": fi,
-            "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky}
+            "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded}
 
 
 def build_dataset(
@@ -301,11 +310,17 @@ def build_dataset(
     per_class: dict[str, int] | None = None,
     workers: int = 2,
     progress: bool = True,
+    first_index: int = 0,
+    coded_noise: float = 0.0,
 ) -> dict:
     """Build the dataset; returns the summary also written to dataset.json.
 
     ``per_class`` maps split -> number of samples per class (default
-    train 1500, val 150, test 300).
+    train 1500, val 150, test 300). ``first_index``: number the samples of each
+    class from there (sample k is the same image for a seed whatever folder it
+    is written to), so a dataset can be extended with new samples of the same
+    source split. ``coded_noise``: share of gaussian_noise samples that also get
+    H.264-like coding loss after the noise (video-compressed grain).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     per_class = per_class or {"train": 1500, "val": 150, "test": 300}
@@ -323,9 +338,9 @@ def build_dataset(
     tasks = []
     for split in SPLITS:
         n = per_class.get(split, 0)
-        for i in range(n * len(CLASS_NAMES)):
+        for i in range(first_index * len(CLASS_NAMES), (first_index + n) * len(CLASS_NAMES)):
             label = CLASS_NAMES[i % len(CLASS_NAMES)]
-            tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg")))
+            tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     it: Iterable[dict]
@@ -348,6 +363,8 @@ def build_dataset(
             pool.join()
     summary = {
         "seed": seed,
+        "first_index": first_index,
+        "coded_noise": coded_noise,
         "src_dir": str(src_dir),
         "per_class": per_class,
         "classes": list(CLASS_NAMES),
