@@ -95,6 +95,20 @@ def test_coded_noise_changes_only_the_noise_samples(footage, tmp_path):
         assert same == (p.parent.name != "gaussian_noise")
 
 
+def test_night_share_renders_dark_normal_samples(footage, tmp_path):
+    kw = dict(seed=3, per_class={"train": 3, "val": 0, "test": 0}, workers=1, progress=False)
+    ds.build_dataset(footage, tmp_path / "plain", **kw)
+    ds.build_dataset(footage, tmp_path / "night", night_share=1.0, **kw)
+    rows = list(__import__("csv").DictReader(open(tmp_path / "night" / "samples.csv")))
+    assert {r["label"] for r in rows if r["night"] == "True"} == {"normal"}
+    for p in (tmp_path / "plain" / "train" / "normal").glob("*.jpg"):
+        day, dark = cv2.imread(str(p)), cv2.imread(str(tmp_path / "night" / p.relative_to(tmp_path / "plain")))
+        assert dark.mean() < 0.75 * day.mean()
+    same = [p.read_bytes() == (tmp_path / "night" / p.relative_to(tmp_path / "plain")).read_bytes()
+            for p in (tmp_path / "plain" / "train").rglob("*.jpg") if p.parent.name != "normal"]
+    assert all(same) and len(same) == 3 * (len(CLASS_NAMES) - 1)
+
+
 def test_labelling_rules(footage, tmp_path):
     s = _build(footage, tmp_path / "d")
     assert [e["file"] for e in s["excluded"]] == ["videos/clip_c.avi"]

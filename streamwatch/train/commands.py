@@ -26,7 +26,8 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 
     per_class = {"train": args.train_per_class, "val": args.val_per_class, "test": args.test_per_class}
     s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers,
-                      progress=not args.quiet, first_index=args.first_index, coded_noise=args.coded_noise)
+                      progress=not args.quiet, first_index=args.first_index, coded_noise=args.coded_noise,
+                      night_share=args.night_share)
     print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
                       "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
     return 0
@@ -131,6 +132,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "folder gets new samples that continue the first dataset instead of repeating it")
     b.add_argument("--coded-noise", type=float, default=0.0,
                    help="share of gaussian_noise samples that also get H.264-like coding loss after the noise (default 0)")
+    b.add_argument("--night-share", type=float, default=0.0,
+                   help="share of normal samples rendered as a colour camera at night (dark, mild sensor noise; default 0)")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_dataset_build)

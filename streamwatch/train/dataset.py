@@ -252,13 +252,14 @@ def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int
 _WORK: dict[str, list[Source]] = {}
 
 
-def _make_sample(task: tuple[str, int, int, str, str, float]) -> dict:
-    split, index, seed, label, out_path, coded_noise = task
+def _make_sample(task: tuple[str, int, int, str, str, float, float]) -> dict:
+    split, index, seed, label, out_path, coded_noise, night_share = task
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     srcs = _WORK[split]
     mono = [s for s in srcs if s.role == "mono"]
     colour = [s for s in srcs if s.role == "normal"]
     use_mono = label == "monochrome" and mono and rng.random() < 0.35
+    night = False
     src = mono[int(rng.integers(len(mono)))] if use_mono else colour[int(rng.integers(len(colour)))]
     fi = int(rng.integers(len(src.frames)))
     frame = src.frames[fi]
@@ -284,6 +285,9 @@ def _make_sample(task: tuple[str, int, int, str, str, float]) -> dict:
     if use_mono:
         out = dg.normal(img, rng)
         out = dg.monochrome(out, rng)  # decoded gray video can carry tiny chroma noise
+    elif label == "normal" and night_share > 0 and np.random.default_rng([seed, SPLITS.index(split), index, 2]).random() < night_share:
+        out = dg.night(img, np.random.default_rng([seed, SPLITS.index(split), index, 3]))
+        night = True
     else:
         out = dg.degrade(img, label, rng, other=other)
     # A noisy camera seen through a video encoder: coding loss *after* the noise turns it into
@@ -300,7 +304,7 @@ def _make_sample(task: tuple[str, int, int, str, str, float]) -> dict:
     if not cv2.imwrite(out_path, out, [cv2.IMWRITE_JPEG_QUALITY, q]):
         raise RuntimeError(f"could not write {out_path}")
     return {"file": out_path, "split": split, "label": label, "source": src.rel, "frame": fi,
-            "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded}
+            "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded, "night": night}
 
 
 def build_dataset(
@@ -312,6 +316,7 @@ def build_dataset(
     progress: bool = True,
     first_index: int = 0,
     coded_noise: float = 0.0,
+    night_share: float = 0.0,
 ) -> dict:
     """Build the dataset; returns the summary also written to dataset.json.
 
@@ -321,6 +326,8 @@ def build_dataset(
     is written to), so a dataset can be extended with new samples of the same
     source split. ``coded_noise``: share of gaussian_noise samples that also get
     H.264-like coding loss after the noise (video-compressed grain).
+    ``night_share``: share of normal samples rendered as a colour camera at night
+    (:func:`streamwatch.train.degrade.night`).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     per_class = per_class or {"train": 1500, "val": 150, "test": 300}
@@ -340,7 +347,8 @@ def build_dataset(
         n = per_class.get(split, 0)
         for i in range(first_index * len(CLASS_NAMES), (first_index + n) * len(CLASS_NAMES)):
             label = CLASS_NAMES[i % len(CLASS_NAMES)]
-            tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise))
+            tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise,
+                          night_share))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     it: Iterable[dict]
@@ -365,6 +373,7 @@ def build_dataset(
         "seed": seed,
         "first_index": first_index,
         "coded_noise": coded_noise,
+        "night_share": night_share,
         "src_dir": str(src_dir),
         "per_class": per_class,
         "classes": list(CLASS_NAMES),

@@ -245,6 +245,19 @@ def normal(img: np.ndarray, rng: Rng) -> np.ndarray:
     return out
 
 
+def night(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """A colour camera at night, still ``normal``: dark, paler colour, sensor noise well
+    below the gaussian_noise threshold (sigma 1.5-6 of 255), often coded at a low bitrate."""
+    out = _from_linear(_to_linear(img) * rng.uniform(0.08, 0.35))
+    hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV).astype(np.float32)
+    hsv[:, :, 1] *= rng.uniform(0.5, 0.95)
+    out = cv2.cvtColor(_u8(hsv), cv2.COLOR_HSV2BGR)
+    out = gaussian_noise(out, rng, sigma=rng.uniform(1.5, 6.0))
+    if rng.random() < 0.5:
+        out = blockiness(out, rng)
+    return out
+
+
 DEGRADATIONS: dict[str, Callable[..., np.ndarray]] = {
     "normal": normal,
     "frozen": frozen,
