@@ -3,7 +3,7 @@
     python -m streamwatch.train.bench [--model PATH] [--threads 1] [--repeat 50]
 
 Prints one JSON object: CPU ms (process time) per frame for ``make_views`` on 1080p / 720p /
-CIF frames, and ms per image for ``Classifier.predict_views`` at batch 1 and
+CIF frames, the same for the fusion's ``frame_features``, and ms per image for ``Classifier.predict_views`` at batch 1 and
 8 (and ``predict`` end-to-end on 1080p at batch 1 and 8).
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from streamwatch.model.fusion import frame_features
 from streamwatch.model.preprocess import make_views
 from streamwatch.model.runtime import Classifier
 
@@ -51,6 +52,7 @@ def bench(model: str | Path | None = None, threads: int = 1, repeat: int = 30) -
     for name, (w, h) in {"1080p": (1920, 1080), "720p": (1280, 720), "cif": (352, 288)}.items():
         f = _frame(w, h)
         out[f"preprocess_ms_{name}"] = round(_ms(lambda: make_views(f, g), repeat), 3)
+        out[f"fusion_measurements_ms_{name}"] = round(_ms(lambda: frame_features(f), repeat), 3)
     v1 = make_views(_frame(1920, 1080), g)[None]
     v8 = np.repeat(v1, 8, axis=0)
     out["predict_views_ms_per_image_b1"] = round(_ms(lambda: clf.predict_views(v1), repeat), 3)
