@@ -64,21 +64,30 @@ def _views_of_file(args: tuple[str, int, int]) -> np.ndarray:
     return make_views_u8(img, Geometry(size, tiles))
 
 
-def views_cache(data_dir: str | Path, geometry: Geometry, workers: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 views (N, V, 3, S, S) and int64 labels for data_dir/<class>/ images."""
-    data_dir = Path(data_dir)
+def _cache_lookup(data_dir: Path, key: str, mmap: bool) -> tuple[list, np.ndarray, Path, Path, np.ndarray | None]:
+    """(items, labels, array file, labels file, cached array or None) for a cache of
+    data_dir/<class>/ images under ``data_dir.parent/.cache/<key>``; the cached array is
+    returned only when its labels match the folder's images."""
     items = list_images(data_dir)
     if not items:
         raise FileNotFoundError(f"no images under {data_dir}/<class name>/")
     cache_dir = data_dir.parent / ".cache"
-    key = f"{data_dir.name}_{geometry.size}x{geometry.tiles}"
     xf, yf = cache_dir / f"{key}.npy", cache_dir / f"{key}.labels.npy"
     labels = np.array([c for _, c in items], np.int64)
     if xf.exists() and yf.exists():
         y = np.load(yf)
         if len(y) == len(labels) and (y == labels).all():
-            return np.load(xf, mmap_mode="r"), y
-    cache_dir.mkdir(parents=True, exist_ok=True)
+            return items, labels, xf, yf, np.load(xf, mmap_mode="r" if mmap else None)
+    return items, labels, xf, yf, None
+
+
+def views_cache(data_dir: str | Path, geometry: Geometry, workers: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 views (N, V, 3, S, S) and int64 labels for data_dir/<class>/ images."""
+    data_dir = Path(data_dir)
+    items, labels, xf, yf, cached = _cache_lookup(data_dir, f"{data_dir.name}_{geometry.size}x{geometry.tiles}", mmap=True)
+    if cached is not None:
+        return cached, labels
+    xf.parent.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(str(xf) + ".tmp.npy", mode="w+", dtype=np.uint8,
                                   shape=(len(items), geometry.views, 3, geometry.size, geometry.size))
     tasks = [(str(p), geometry.size, geometry.tiles) for p, _ in items]
@@ -118,17 +127,10 @@ def features_cache(data_dir: str | Path, workers: int = 2, progress: bool = True
     from streamwatch.model.fusion import FEATURE_NAMES, FEATURES_VERSION
 
     data_dir = Path(data_dir)
-    items = list_images(data_dir)
-    if not items:
-        raise FileNotFoundError(f"no images under {data_dir}/<class name>/")
-    cache_dir = data_dir.parent / ".cache"
     key = f"{data_dir.name}_features_v{FEATURES_VERSION}_{len(FEATURE_NAMES)}"
-    xf, yf = cache_dir / f"{key}.npy", cache_dir / f"{key}.labels.npy"
-    labels = np.array([c for _, c in items], np.int64)
-    if xf.exists() and yf.exists():
-        y = np.load(yf)
-        if len(y) == len(labels) and (y == labels).all():
-            return np.load(xf), y
+    items, labels, xf, yf, cached = _cache_lookup(data_dir, key, mmap=False)
+    if cached is not None:
+        return cached, labels
     paths = [str(p) for p, _ in items]
     if workers > 1:
         pool = mp.get_context("fork").Pool(workers)
@@ -143,7 +145,7 @@ def features_cache(data_dir: str | Path, workers: int = 2, progress: bool = True
     if pool is not None:
         pool.close()
         pool.join()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    xf.parent.mkdir(parents=True, exist_ok=True)
     np.save(str(xf) + ".tmp.npy", x)
     os.replace(str(xf) + ".tmp.npy", xf)
     np.save(yf, labels)
