@@ -7,6 +7,13 @@ each group is predicted by a fusion fitted on the training split plus the other 
 every validation image is scored by a fusion that never saw its source file.
 
     python bench/fusion_cv.py --data DATASET --checkpoint best.pt [--variant eca_1 --size 112 --tiles 2]
+    python bench/fusion_cv.py --data DATASET --checkpoint best.pt --extra EXT1/train --extra EXT2/train \
+        --configs network,shipped,extra,extra-measurements
+
+``--extra``: folders of further samples (``dataset build --first-index``: new degradations of
+the training split's sources) to fit on. The "extra" configurations leave the training split
+out of the fit: a network is over-confident on the very images it was trained on, and a fusion
+fitted on them learns to trust its ``normal`` too much.
 
 Prints accuracy, false-alarm rate and per-class accuracy per configuration (one line each).
 Needs the train extra (torch). Measurements and views are cached under DATASET/.cache.
@@ -25,6 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamwatch import CLASS_NAMES  # noqa: E402
+
+
+#: Configurations this bench can cross-validate (``--configs``), in the default order.
+CONFIGS = ("network", "logistic-val", "logistic", "shipped", "normal-weight-3", "measurements", "extra",
+           "extra-measurements")
 
 
 def _source_groups(data: Path, split_dir: Path, folds: int) -> np.ndarray:
@@ -58,7 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiles", type=int, default=2)
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--extra", type=Path, action="append", default=[],
+                    help="another folder of DIR/<class>/ images to fit on (repeatable)")
+    ap.add_argument("--configs", default=None,
+                    help=f"comma-separated subset of {','.join(CONFIGS)} (default: all; the extra ones with --extra)")
     args = ap.parse_args(argv)
+    if args.configs is None:
+        chosen = [c for c in CONFIGS if args.extra or not c.startswith("extra")]
+    else:
+        chosen = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
+    if any(c.startswith("extra") for c in chosen) and not args.extra:
+        ap.error("the extra configurations need --extra")
 
     import torch
 
@@ -69,25 +94,33 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     geom = Geometry(args.size, args.tiles)
     model = load_model(args.checkpoint, args.variant, geom)
-    splits = {}
-    for name in ("train", "val"):
-        views, y = views_cache(args.data / name, geom, workers=args.threads)
-        feats, _ = features_cache(args.data / name, workers=args.threads)
-        splits[name] = (predict_arrays(model, views), feats, y)
+    def scored(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        views, y = views_cache(folder, geom, workers=args.threads)
+        feats, _ = features_cache(folder, workers=args.threads)
+        return predict_arrays(model, views), feats, y
+
+    needs_train = any(not c.startswith("extra") and c != "network" for c in chosen)
+    empty = (np.zeros((0, len(CLASS_NAMES)), np.float32), np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
+    p_va, f_va, y_va = scored(args.data / "val")
+    p_tr, f_tr, y_tr = scored(args.data / "train") if needs_train else empty
+    extras = [scored(d) for d in args.extra]
+    p_ex = np.vstack([e[0] for e in extras]) if extras else empty[0]
+    f_ex = np.vstack([e[1] for e in extras]) if extras else empty[1]
+    y_ex = np.concatenate([e[2] for e in extras]) if extras else empty[2]
     groups = _source_groups(args.data, args.data / "val", args.folds)
-    p_tr, f_tr, y_tr = splits["train"]
-    p_va, f_va, y_va = splits["val"]
-    print(f"{len(y_tr)} training + {len(y_va)} validation images, {args.folds} source groups; per-class order: "
-          + " ".join(CLASS_NAMES))
+    print(f"{len(y_tr)} training + {len(y_ex)} extra + {len(y_va)} validation images, {args.folds} source groups; "
+          "per-class order: " + " ".join(CLASS_NAMES))
 
     def cross_validate(label: str, with_train: bool = True, hidden: int = 64, normal_weight: float = 2.0,
-                       use_network: bool = True) -> dict:
+                       use_network: bool = True, with_extra: bool = False) -> dict:
         out = np.zeros_like(p_va)
         for g in range(args.folds):
             fit_rows, held = groups != g, groups == g
             p, f, y = p_va[fit_rows], f_va[fit_rows], y_va[fit_rows]
             if with_train:
                 p, f, y = np.vstack([p_tr, p]), np.vstack([f_tr, f]), np.concatenate([y_tr, y])
+            if with_extra:
+                p, f, y = np.vstack([p_ex, p]), np.vstack([f_ex, f]), np.concatenate([y_ex, y])
             if not use_network:
                 p = np.full_like(p, 1.0 / p.shape[1])
             fusion = fit_fusion(p, f, y, hidden=hidden, normal_weight=normal_weight)
@@ -95,12 +128,20 @@ def main(argv: list[str] | None = None) -> int:
             out[held] = fusion.apply(p_held, f_va[held])
         return _report(label, out, y_va)
 
-    _report("network alone", p_va, y_va)
-    cross_validate("logistic, fitted on val only", with_train=False, hidden=0)
-    cross_validate("logistic, train + val", hidden=0)
-    cross_validate("hidden 64, train + val (shipped)", hidden=64)
-    cross_validate("hidden 64, normal weight 3", hidden=64, normal_weight=3.0)
-    cross_validate("hidden 64, measurements only", hidden=64, use_network=False)
+    runs = {
+        "network": lambda: _report("network alone", p_va, y_va),
+        "logistic-val": lambda: cross_validate("logistic, fitted on val only", with_train=False, hidden=0),
+        "logistic": lambda: cross_validate("logistic, train + val", hidden=0),
+        "shipped": lambda: cross_validate("hidden 64, train + val", hidden=64),
+        "normal-weight-3": lambda: cross_validate("hidden 64, normal weight 3", hidden=64, normal_weight=3.0),
+        "measurements": lambda: cross_validate("hidden 64, measurements only", hidden=64, use_network=False),
+        "extra": lambda: cross_validate("hidden 64, extra + val", with_train=False, with_extra=True),
+        "extra-measurements": lambda: cross_validate("hidden 64, extra + val, measurements only", with_train=False,
+                                                     with_extra=True, use_network=False),
+    }
+    assert set(runs) == set(CONFIGS)
+    for name in chosen:
+        runs[name]()
     return 0
 
 

@@ -19,14 +19,28 @@ import cv2
 import numpy as np
 
 
+def halve(image: np.ndarray) -> np.ndarray:
+    """Half the size by a 2x2 box average (an odd last row or column is dropped): INTER_AREA
+    at exactly half is OpenCV's fast path, 0.5 ms for a 1080p BGR frame (pyrDown: 1.6 ms)."""
+    h, w = image.shape[:2]
+    return cv2.resize(image[: h - h % 2, : w - w % 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+
 def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
-    """Shrink to ``width`` pixels (aspect kept; never enlarges): a stride then INTER_AREA."""
+    """Shrink to ``width`` pixels (aspect kept; never enlarges).
+
+    :func:`halve` while the image is at least twice too wide, then one bilinear step of
+    less than 2x. INTER_AREA straight to a non-power-of-two ratio (1920 -> 640) takes
+    OpenCV's general path, 5x slower (2.8 ms), which cost more than any other measurement."""
     h, w = image.shape[:2]
     if w <= width:
         return image
-    step = max(1, w // (width * 2))
-    reduced = image[::step, ::step]
-    return cv2.resize(reduced, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    while w >= 2 * width and h >= 2:
+        image = halve(image)
+        h, w = image.shape[:2]
+    if w == width:
+        return image
+    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_LINEAR)
 
 
 def _ramp(value: float, zero_at: float, one_at: float) -> float:
@@ -62,7 +76,7 @@ class Measured(NamedTuple):
 def measure(image: np.ndarray) -> Measured:
     """:func:`image_stats` plus the reduced copies it measured on."""
     medium = resize_to_width(image, 640)
-    small = resize_to_width(medium, 320)  # from the 640 px copy: a third of the cost
+    small = resize_to_width(medium, 320)  # from the 640 px copy: one fast halving
     ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)
     luma = ycc[:, :, 0]
     # Chroma of near-black pixels is pure compression noise; leave them out.
@@ -72,7 +86,9 @@ def measure(image: np.ndarray) -> Measured:
     chroma_map = np.abs(cr) + np.abs(cb)
     chroma = float(chroma_map[lit].mean()) if lit.any() else 0.0
     grey = cv2.cvtColor(medium, cv2.COLOR_BGR2GRAY)
-    sharpness = float(cv2.Laplacian(grey, cv2.CV_32F).var())
+    # int16 Laplacian (|values| <= 1020) and OpenCV's moments: the same variance as a float
+    # image's .var() at a third of the cost.
+    sharpness = float(cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))[1][0, 0] ** 2)
     stats = ImageStats(
         mean_luma=float(luma.mean()),
         clipped_fraction=float((luma >= 250).mean()),

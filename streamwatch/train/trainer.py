@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from streamwatch import CLASS_NAMES
 from streamwatch.model.network import build_model, count_parameters
-from streamwatch.model.preprocess import MEAN, STD, Geometry, make_views_u8
+from streamwatch.model.preprocess import MEAN, STD, VIEWS_VERSION, Geometry, make_views_u8
 from streamwatch.train.dataset import list_images
 
 
@@ -81,30 +81,37 @@ def _cache_lookup(data_dir: Path, key: str, mmap: bool) -> tuple[list, np.ndarra
     return items, labels, xf, yf, None
 
 
+def _map_files(fn, tasks: list, workers: int, desc: str, progress: bool, mininterval: float = 0.1):
+    """Yield ``fn(task)`` in order, on a fork pool of ``workers`` processes when > 1, with a
+    tqdm bar when ``progress``; the pool is closed when the caller has consumed everything."""
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        it = pool.imap(fn, tasks, chunksize=32) if pool is not None else map(fn, tasks)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(tasks), desc=desc, unit="img", mininterval=mininterval)
+        yield from it
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+
 def views_cache(data_dir: str | Path, geometry: Geometry, workers: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 views (N, V, 3, S, S) and int64 labels for data_dir/<class>/ images."""
+    """uint8 views (N, V, 3, S, S) and int64 labels for data_dir/<class>/ images (cached under
+    ``data_dir.parent/.cache``, keyed by the geometry and :data:`VIEWS_VERSION`)."""
     data_dir = Path(data_dir)
-    items, labels, xf, yf, cached = _cache_lookup(data_dir, f"{data_dir.name}_{geometry.size}x{geometry.tiles}", mmap=True)
+    key = f"{data_dir.name}_{geometry.size}x{geometry.tiles}_views_v{VIEWS_VERSION}"
+    items, labels, xf, yf, cached = _cache_lookup(data_dir, key, mmap=True)
     if cached is not None:
         return cached, labels
     xf.parent.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(str(xf) + ".tmp.npy", mode="w+", dtype=np.uint8,
                                   shape=(len(items), geometry.views, 3, geometry.size, geometry.size))
     tasks = [(str(p), geometry.size, geometry.tiles) for p, _ in items]
-    if workers > 1:
-        pool = mp.get_context("fork").Pool(workers)
-        it = pool.imap(_views_of_file, tasks, chunksize=32)
-    else:
-        pool, it = None, map(_views_of_file, tasks)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(tasks), desc=f"views {data_dir.name}", unit="img")
-    for i, v in enumerate(it):
+    for i, v in enumerate(_map_files(_views_of_file, tasks, workers, f"views {data_dir.name}", progress)):
         x[i] = v
-    if pool is not None:
-        pool.close()
-        pool.join()
     x.flush()
     del x
     os.replace(str(xf) + ".tmp.npy", xf)
@@ -132,19 +139,8 @@ def features_cache(data_dir: str | Path, workers: int = 2, progress: bool = True
     if cached is not None:
         return cached, labels
     paths = [str(p) for p, _ in items]
-    if workers > 1:
-        pool = mp.get_context("fork").Pool(workers)
-        it = pool.imap(_features_of_file, paths, chunksize=32)
-    else:
-        pool, it = None, map(_features_of_file, paths)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(paths), desc=f"measurements {data_dir.name}", unit="img", mininterval=5)
-    x = np.stack(list(it)).astype(np.float32)
-    if pool is not None:
-        pool.close()
-        pool.join()
+    x = np.stack(list(_map_files(_features_of_file, paths, workers, f"measurements {data_dir.name}", progress,
+                                 mininterval=5))).astype(np.float32)
     xf.parent.mkdir(parents=True, exist_ok=True)
     np.save(str(xf) + ".tmp.npy", x)
     os.replace(str(xf) + ".tmp.npy", xf)
