@@ -35,8 +35,8 @@ from streamwatch import CLASS_NAMES  # noqa: E402
 
 
 #: Configurations this bench can cross-validate (``--configs``), in the default order.
-CONFIGS = ("network", "logistic-val", "logistic", "shipped", "normal-weight-3", "measurements", "extra",
-           "extra-measurements")
+CONFIGS = ("network", "logistic-val", "logistic", "shipped", "normal-weight-3", "network-dropout", "measurements",
+           "extra", "extra-measurements")
 
 
 def _source_groups(data: Path, split_dir: Path, folds: int) -> np.ndarray:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
           "per-class order: " + " ".join(CLASS_NAMES))
 
     def cross_validate(label: str, with_train: bool = True, hidden: int = 64, normal_weight: float = 2.0,
-                       use_network: bool = True, with_extra: bool = False) -> dict:
+                       use_network: bool = True, with_extra: bool = False, network_dropout: float = 0.0) -> dict:
         out = np.zeros_like(p_va)
         for g in range(args.folds):
             fit_rows, held = groups != g, groups == g
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 p, f, y = np.vstack([p_ex, p]), np.vstack([f_ex, f]), np.concatenate([y_ex, y])
             if not use_network:
                 p = np.full_like(p, 1.0 / p.shape[1])
-            fusion = fit_fusion(p, f, y, hidden=hidden, normal_weight=normal_weight)
+            fusion = fit_fusion(p, f, y, hidden=hidden, normal_weight=normal_weight, network_dropout=network_dropout)
             p_held = p_va[held] if use_network else np.full_like(p_va[held], 1.0 / p_va.shape[1])
             out[held] = fusion.apply(p_held, f_va[held])
         return _report(label, out, y_va)
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "logistic": lambda: cross_validate("logistic, train + val", hidden=0),
         "shipped": lambda: cross_validate("hidden 64, train + val", hidden=64),
         "normal-weight-3": lambda: cross_validate("hidden 64, normal weight 3", hidden=64, normal_weight=3.0),
+        "network-dropout": lambda: cross_validate("hidden 64, train + val, network dropout 0.5", network_dropout=0.5),
         "measurements": lambda: cross_validate("hidden 64, measurements only", hidden=64, use_network=False),
         "extra": lambda: cross_validate("hidden 64, extra + val", with_train=False, with_extra=True),
         "extra-measurements": lambda: cross_validate("hidden 64, extra + val, measurements only", with_train=False,

@@ -32,7 +32,7 @@ from streamwatch.checks.classical import measure
 META_FUSION = "streamwatch.fusion"
 
 #: Bumped whenever :func:`frame_features` computes anything differently (keys training caches).
-FEATURES_VERSION = 4
+FEATURES_VERSION = 5
 
 #: Names of :func:`frame_features`' outputs, in order.
 FEATURE_NAMES = (
@@ -43,6 +43,7 @@ FEATURE_NAMES = (
     # colour (YCrCb on a 320 px copy)
     "log_channel_imbalance", "mean_cr", "mean_cb", "log_cast", "log_chroma_p10", "log_chroma_p50",
     "log_chroma_p90", "log_grey_cast", "log_chroma_spread", "log_r_g", "log_b_g", "log_highlight_cast",
+    "p99_r_g", "p99_b_g", "p2_r_g", "p2_b_g", "log_shadow_cast", "cast_coherence",
     # sharpness (640 px grey, three octaves) and edges
     "log_laplacian_640", "octave_ratio_1", "octave_ratio_2", "log_strong_edges", "log_gradient_p99",
     "log_native_laplacian", "native_octave_ratio", "reblur_native_h", "reblur_native_v", "reblur_640_h",
@@ -148,7 +149,7 @@ def _run_from_bottom(flags: np.ndarray) -> float:
 def frame_features(image: np.ndarray) -> np.ndarray:
     """Physical measurements of one BGR uint8 frame, float32 (len(FEATURE_NAMES),).
 
-    About 6 ms for a 1080p frame on one core of this project's reference machine."""
+    About 6 ms for a 1080p frame on one core of this project's reference machine (features version 4)."""
     if image.ndim == 2 or image.shape[2] == 1:
         image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
     elif image.shape[2] == 4:
@@ -188,6 +189,18 @@ def frame_features(image: np.ndarray) -> np.ndarray:
     f += [np.log1p(np.hypot(cr[greyest].mean(), cb[greyest].mean())), np.log1p(np.sqrt(cr.var() + cb.var())),
           float(np.log(means[2] / means[1])), float(np.log(means[0] / means[1])),
           np.log1p(np.hypot(cr[bright].mean(), cb[bright].mean()))]
+
+    # Where each channel's range ends: a gain cast clips one channel while the others never
+    # reach white, a blended tint lifts the blacks in its own colour (pixels too dark for the
+    # chroma measurements above). Cast coherence: 1 when every pixel's chroma points one way.
+    lows = np.array([_hist_quantiles(c, (0.02,))[0] for c in cv2.split(small)], np.float32)
+    highs = np.array([_hist_quantiles(c, (0.99,))[0] for c in cv2.split(small)], np.float32)
+    dark = luma <= _hist_quantiles(luma, (0.1,))[0]
+    dark_cr = ycc[:, :, 1][dark].astype(np.float32) - 128.0
+    dark_cb = ycc[:, :, 2][dark].astype(np.float32) - 128.0
+    f += [float(np.log((highs[2] + 8.0) / (highs[1] + 8.0))), float(np.log((highs[0] + 8.0) / (highs[1] + 8.0))),
+          float(lows[2] - lows[1]) / 64.0, float(lows[0] - lows[1]) / 64.0,
+          np.log1p(np.hypot(dark_cr.mean(), dark_cb.mean())), float(np.hypot(mcr, mcb) / (np.hypot(cr, cb).mean() + 1.0))]
 
     # Sharpness: Laplacian energy per octave (blur empties the top octaves whatever the
     # scene), strong edges anywhere (a sharp subject in front of a soft background).
@@ -313,7 +326,7 @@ class Fusion:
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def to_json(self) -> str:
-        d = {"features": list(FEATURE_NAMES), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+        d = {"features": list(FEATURE_NAMES), "features_version": FEATURES_VERSION, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
              "weights": self.weights.tolist(), "bias": self.bias.tolist()}
         if self.hidden_weights is not None and self.hidden_bias is not None:
             d["hidden_weights"] = self.hidden_weights.tolist()
@@ -328,6 +341,11 @@ class Fusion:
             raise ValueError("fusion metadata is not a JSON object")
         if tuple(d.get("features", ())) != FEATURE_NAMES:
             raise ValueError(f"fusion features {d.get('features')} are not this version's {len(FEATURE_NAMES)} features")
+        if d.get("features_version") != FEATURES_VERSION:
+            # Same names, different arithmetic: the fitted weights would be applied to measurements
+            # they were not fitted on and quietly misclassify.
+            raise ValueError(f"fusion was fitted on measurements version {d.get('features_version', '< 4')}, this code "
+                             f"computes version {FEATURES_VERSION}; re-export the model (streamwatch export --fuse-on)")
         f = len(FEATURE_NAMES)
         try:
             hidden = ("hidden_weights" in d) or ("hidden_bias" in d)

@@ -172,6 +172,9 @@ FUSION_NORMAL_WEIGHT = 2.0
 #: Hidden units of the fusion (0 = logistic regression). Chosen by source-grouped
 #: cross-validation on the validation split (docs/results.md).
 FUSION_HIDDEN = 64
+#: Share of rows whose network probabilities are hidden in each minibatch of the fusion fit
+#: (:func:`fit_fusion`). Chosen by the same cross-validation (docs/results.md).
+FUSION_NETWORK_DROPOUT = 0.5
 
 
 def fit_fusion_on(model: torch.nn.Module, data_dirs: Path | str | list, geometry: Geometry, threads: int = 2,
@@ -197,7 +200,7 @@ def fit_fusion_on(model: torch.nn.Module, data_dirs: Path | str | list, geometry
         feats.append(measured[::step])
         labels.append(y[::step])
     p, f, y = np.concatenate(probs), np.concatenate(feats), np.concatenate(labels)
-    fusion = fit_fusion(p, f, y, hidden=hidden)
+    fusion = fit_fusion(p, f, y, hidden=hidden, network_dropout=FUSION_NETWORK_DROPOUT)
     fused = fusion.apply(p, f)
     normal = y == CLASS_NAMES.index("normal")
     report = {"data": [str(d) for d in dirs], "every": every, "n": int(len(y)), "hidden": hidden,
@@ -205,15 +208,20 @@ def fit_fusion_on(model: torch.nn.Module, data_dirs: Path | str | list, geometry
               "accuracy_fused": float((fused.argmax(1) == y).mean()),
               "false_alarm_network": float((p[normal].argmax(1) != 0).mean()) if normal.any() else None,
               "false_alarm_fused": float((fused[normal].argmax(1) != 0).mean()) if normal.any() else None,
-              "normal_weight": FUSION_NORMAL_WEIGHT}
+              "normal_weight": FUSION_NORMAL_WEIGHT, "network_dropout": FUSION_NETWORK_DROPOUT}
     return fusion, report
 
 
 def fit_fusion(probabilities: np.ndarray, features: np.ndarray, labels: np.ndarray, weight_decay: float = 1e-3,
                normal_weight: float = FUSION_NORMAL_WEIGHT, hidden: int = FUSION_HIDDEN, epochs: int = 60,
-               seed: int = 0):
+               seed: int = 0, network_dropout: float = 0.0):
     """Class-weighted fit of :class:`streamwatch.model.fusion.Fusion` (AdamW, minibatches of
-    256, light label smoothing; deterministic for a seed)."""
+    256, light label smoothing; deterministic for a seed).
+
+    ``network_dropout``: share of training rows whose network probabilities are replaced by a
+    uniform distribution in each minibatch. The network is far more confident on the scenes it
+    was trained on than on new ones; hiding its verdict from part of the rows keeps the fusion
+    from leaning on it where the measurements alone can decide."""
     from streamwatch.model.fusion import Fusion
 
     gen = torch.Generator().manual_seed(seed)
@@ -243,7 +251,12 @@ def fit_fusion(probabilities: np.ndarray, features: np.ndarray, labels: np.ndarr
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), 256):
             b = order[i : i + 256]
-            loss = torch.nn.functional.cross_entropy(net(x[b]), y[b], weight=class_weight, label_smoothing=0.02)
+            xb = x[b]
+            if network_dropout > 0:
+                hide = torch.rand(len(b), generator=gen) < network_dropout
+                xb = xb.clone()
+                xb[hide, :k] = float(np.log(1.0 / k + 1e-4))
+            loss = torch.nn.functional.cross_entropy(net(xb), y[b], weight=class_weight, label_smoothing=0.02)
             opt.zero_grad()
             loss.backward()
             opt.step()
