@@ -134,6 +134,9 @@ def test_export_with_fusion_fitted_on_training_and_validation(run, tmp_path, cap
     assert report["n"] == expected and 0 <= report["accuracy_fused"] <= 1 and report["hidden"] > 0
     fused = Classifier(fused_path)
     assert fused.fused and not Classifier(run["onnx"]).fused
+    # Same network, different predictions: the version must differ (payloads name models by it).
+    assert fused.version != Classifier(run["onnx"]).version
+    assert report["network_dropout"] == 0.5
     assert fused._fusion.hidden_weights is not None  # the default fusion has a hidden layer
     test_dir = str(run["data"] / "test")
     assert commands.main(["evaluate", "--data", test_dir, "--model", str(fused_path), "--json", "--no-fusion"]) == 0

@@ -69,7 +69,11 @@ def export_onnx(model: torch.nn.Module, geometry: Geometry, out_path: str | Path
     torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
     proto = onnx.load(str(tmp))
-    weights_hash = hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in model.state_dict().values())).hexdigest()[:10]
+    # The fusion is part of what the model predicts: two exports of one network with different
+    # fusions must not share a version (payloads and the registry name models by it).
+    digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in model.state_dict().values()))
+    digest.update(json.dumps(extra_meta or {}, sort_keys=True).encode())
+    weights_hash = digest.hexdigest()[:10]
     if version is None:
         version = f"{__version__}+{variant}.{geometry.size}x{geometry.tiles}.{_dt.date.today():%Y%m%d}.{weights_hash}"
     meta = {
