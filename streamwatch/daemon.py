@@ -138,6 +138,21 @@ def load_classifier(config: Config):
         raise StartupError(f"model: {exc}") from None
 
 
+#: OpenCV's own worker threads per call. The daemon already keeps both cores busy with one
+#: thread per camera plus the batcher; OpenCV splitting each resize or filter over a second
+#: thread then only adds hand-over cost: fusion measurements of a 1080p frame took 9.4-10.9 ms
+#: of CPU with 2 OpenCV threads against 7.2-7.5 ms with 1 (docs/performance.md).
+OPENCV_THREADS = 1
+
+
+def limit_opencv_threads(threads: int = OPENCV_THREADS) -> int:
+    """Set OpenCV's process-wide worker count; returns the count now in effect."""
+    import cv2
+
+    cv2.setNumThreads(threads)
+    return int(cv2.getNumThreads())
+
+
 def prepare_state_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -160,6 +175,7 @@ class Daemon:
         self._frame_driven: dict[str, _FrameDrivenSampler] = {}
 
         prepare_state_dir(config.state_dir)
+        self._opencv_threads = limit_opencv_threads()
         self.classifier = load_classifier(config)
         self._model_watcher = None
         if self.classifier is not None:
@@ -320,6 +336,7 @@ class Daemon:
             runtime=getattr(self.classifier, "runtime", None),
             config=str(self.config_path),
             allocator=allocator(),
+            opencv_threads=self._opencv_threads,
         )
         self._notifier.notify("READY=1")
 

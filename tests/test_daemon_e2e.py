@@ -107,6 +107,8 @@ def test_sighup_reload_add_remove_and_broken_config(tmp_path, clip_factory, brok
     daemon = daemon_factory(config_path)
     assert wait_until(lambda: collector.last("streamwatch/cam_b/status") is not None, 15), daemon.log_text()
     assert wait_until(lambda: any("cam_b_frozen" in m.topic for m in collector.messages), 10)
+    # OpenCV does not split calls over its own threads beside the daemon's (docs/performance.md).
+    assert daemon.wait_log("daemon_started", timeout=10)["opencv_threads"] == 1
 
     # Prometheus metrics reflect the running cameras.
     def scrape() -> str:
