@@ -46,6 +46,7 @@ def _ms(fn, repeat: int) -> float:
 
 
 def bench(model: str | Path | None = None, threads: int = 1, repeat: int = 30) -> dict:
+    cv2.setNumThreads(1)  # as the daemon runs OpenCV (streamwatch.daemon.OPENCV_THREADS)
     clf = Classifier(model, threads=threads)
     g = clf.geometry
     out: dict = {"model": str(clf.path), "version": clf.version, "threads": threads, "geometry": json.loads(g.to_json())}
