@@ -304,6 +304,10 @@ class ModelConfig(_Strict):
     batch_size: int = Field(8, ge=1, le=256)
     #: Longest a sample waits for a batch to fill, seconds.
     max_wait: float = Field(0.1, ge=0.0, le=10.0)
+    #: Threads that make each sampled frame's views and measurements for the batcher (1 = the
+    #: batcher thread does it). 2 lifts the sample rate where the batcher is the limit (the
+    #: onnxruntime runtime at ~100 cameras) for ~5 % more CPU (docs/performance.md).
+    preprocess_workers: int = Field(1, ge=1, le=8)
 
 
 class LogConfig(_Strict):

@@ -220,6 +220,7 @@ class Daemon:
             batch_size=config.model.batch_size,
             max_wait=config.model.max_wait,
             metrics=self.metrics,
+            preprocess_workers=config.model.preprocess_workers,
         )
         self.metrics.add_collector(
             DaemonCollector(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -231,12 +231,20 @@ class Classifier:
         """True when predictions combine the network with whole-frame measurements."""
         return self._fusion is not None
 
-    def predict(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+    def frame_inputs(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One frame's network views and (with a fusion) its measurements."""
+        return self.preprocess(frame), (frame_features(frame) if self._fusion is not None else None)
+
+    def predict(self, frames: Sequence[np.ndarray], map_frames: Callable = map) -> np.ndarray:
         """BGR uint8 frames (any resolution, may differ) -> (N, 8) class
-        probabilities in the order of ``classes`` (fused when the model has a fusion)."""
+        probabilities in the order of ``classes`` (fused when the model has a fusion).
+
+        ``map_frames``: how :meth:`frame_inputs` is mapped over the frames, e.g. a thread pool's
+        ``map`` (OpenCV releases the GIL; the daemon's batcher passes its pool)."""
         if len(frames) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        probabilities = self.predict_views(np.stack([self.preprocess(f) for f in frames]))
+        inputs = list(map_frames(self.frame_inputs, frames))
+        probabilities = self.predict_views(np.stack([views for views, _ in inputs]))
         if self._fusion is None:
             return probabilities
-        return self._fusion.apply(probabilities, np.stack([frame_features(f) for f in frames]))
+        return self._fusion.apply(probabilities, np.stack([measured for _, measured in inputs]))
