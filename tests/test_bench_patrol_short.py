@@ -27,5 +27,7 @@ def test_bench_patrol_short_mode_report(tmp_path):
     assert row["visits"] > 0 and row["failed_visits"] == 0
     assert 2.0 < row["mean_visit_s"] < 30.0  # 3 samples over a 6 s dwell take ~4 s of stream
     assert 0.0 < row["cpu_percent"] <= 105.0
-    assert row["cameras_per_5min"] == int(row["visits_per_s"] * 300)
+    # The report rounds visits/s to 3 decimals and derives cameras/5 min from the unrounded rate
+    # (CI once saw 559 from 1.8633/s against int(1.863 * 300) = 558).
+    assert int((row["visits_per_s"] - 0.0005) * 300) <= row["cameras_per_5min"] <= int((row["visits_per_s"] + 0.0005) * 300)
     assert "cameras / 5 min" in proc.stdout
