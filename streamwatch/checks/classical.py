@@ -26,6 +26,36 @@ def halve(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image[: h - h % 2, : w - w % 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
 
 
+#: Largest uniform chroma offset (grey levels, B-G and R-G) that :func:`neutralise_decoder_tint`
+#: treats as a decoder's rounding rather than colour.
+DECODER_TINT_LEVELS = 4
+
+
+def neutralise_decoder_tint(frame: np.ndarray) -> np.ndarray:
+    """A picture whose chroma is one uniform offset of a few grey levels -> exactly grey.
+
+    A colourless picture that went through a video encoder comes back from the decoder with a
+    constant tint: the encoder's chroma planes round to 127 instead of 128 and the limited-range
+    YUV -> BGR conversion turns that into B-G = -3, R-G = -2 on every pixel (measured on libx264
+    clips decoded by OpenCV). The classifier learned ``monochrome`` from JPEG stills, whose grey
+    decodes exactly grey, and calls such a tinted grey ``normal``. A real colour picture never has
+    B-G and R-G within a few levels of one constant at every sampled pixel (every 8th row and
+    column), so the rule leaves colour frames untouched (returned as is, no copy).
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        return frame
+    sample = frame[::8, ::8].astype(np.int16)
+    for a, b in ((0, 1), (2, 1)):
+        diff = (sample[:, :, a] - sample[:, :, b]).ravel()
+        if diff.size == 0:
+            return frame
+        # The whole range, not percentiles: a white wall with a small coloured object keeps its colour.
+        lo, hi = int(diff.min()), int(diff.max())
+        if hi - lo > DECODER_TINT_LEVELS or max(abs(lo), abs(hi)) > DECODER_TINT_LEVELS:
+            return frame
+    return cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
 def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
     """Shrink to ``width`` pixels (aspect kept; never enlarges).
 
@@ -122,5 +152,5 @@ CLASSICAL_CHECKS = {
 
 def classical_scores(image: np.ndarray) -> dict[str, float]:
     """Confidence per fault for the faults the classical statistics cover."""
-    stats = image_stats(image)
+    stats = image_stats(neutralise_decoder_tint(image))
     return {fault: check(stats) for fault, check in CLASSICAL_CHECKS.items()}
