@@ -152,3 +152,37 @@ def test_roles_on_the_real_training_footage():
     split = ds.split_sources(list(srcs.values()), seed=0)
     seen = [s.rel for v in split.values() for s in v]
     assert len(seen) == len(set(seen))
+
+
+def test_video_samples_are_split_sources_through_h264(footage, tmp_path):
+    """``dataset video``: one clip per (source of the split, class), decoded frames as JPEGs;
+    colourless sources only give monochrome; deterministic by seed."""
+    from streamwatch.train import video
+
+    _build(footage, tmp_path / "d")
+    scenes = video.split_scenes(tmp_path / "d", "val")
+    assert scenes and all(p.is_file() for p in scenes)
+    out = tmp_path / "v"
+    summary = video.build_video_samples(tmp_path / "d", "val", out, seconds=0.4, every=5, workers=1)
+    colourless = sum(video.is_colourless(p) for p in scenes)
+    assert summary["clips"] == (len(scenes) - colourless) * len(CLASS_NAMES) + colourless
+    files = sorted(out.glob("*/*.jpg"))
+    assert len(files) == sum(summary["per_class"].values()) == summary["clips"] * 2  # frames 0 and 5 of 10
+    assert summary["per_class"]["monochrome"] == 2 * len(scenes)
+    # The clips are real H.264 (what the decoder saw) and the frames really went through it.
+    clip = next((out / ".clips").glob("*.mp4"))
+    cap = cv2.VideoCapture(str(clip))
+    assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().lower() in ("avc1", "h264")
+    cap.release()
+    # A noisy clip is noisy after decoding; a clean one is not.
+    def frame_noise(label):
+        f = cv2.imread(str(next((out / label).glob("*.jpg"))), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        return float(np.abs(f - cv2.GaussianBlur(f, (5, 5), 0)).mean())
+    if summary["per_class"]["normal"]:
+        assert frame_noise("gaussian_noise") > 1.5 * frame_noise("normal")
+    again = video.build_video_samples(tmp_path / "d", "val", tmp_path / "v2", seconds=0.4, every=5, workers=1)
+    assert again["per_class"] == summary["per_class"]
+    first = sorted(p.name for p in (out / "color_cast").glob("*.jpg"))[0]
+    a = cv2.imread(str(out / "color_cast" / first)).astype(int)
+    b = cv2.imread(str(tmp_path / "v2" / "color_cast" / first)).astype(int)
+    assert np.abs(a - b).max() <= 2  # same clip up to JPEG/decoder rounding

@@ -99,6 +99,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_video(args: argparse.Namespace) -> int:
+    from streamwatch.train.video import build_video_samples
+
+    summary = build_video_samples(args.data, args.split, args.out, seed=args.seed, seconds=args.seconds,
+                                  every=args.every, max_width=args.max_width, workers=args.workers)
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from streamwatch.train.explain import explain
 
@@ -137,6 +146,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_dataset_build)
+    v = dsub.add_parser("video", help="one split's sources -> fault clips through H.264 -> decoded frames as JPEGs "
+                                      "(OUT/<class>/; to fit the fusion on faults as a camera feed shows them)")
+    v.add_argument("--data", type=Path, required=True, help="dataset folder from 'dataset build' (its split's sources)")
+    v.add_argument("--split", default="train", choices=("train", "val", "test"))
+    v.add_argument("--out", type=Path, required=True, help="output folder (<class>/*.jpg, .clips/, video_samples.json)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seconds", type=float, default=2.0, help="clip length (default 2 s)")
+    v.add_argument("--every", type=int, default=6, help="keep every n-th decoded frame (default 6)")
+    v.add_argument("--max-width", type=int, default=960)
+    v.add_argument("--workers", type=int, default=2)
+    v.set_defaults(func=cmd_dataset_video)
 
     p = subparsers.add_parser("train", help="train a fault classifier (needs torch)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder from 'dataset build'")
