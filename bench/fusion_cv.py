@@ -15,6 +15,12 @@ the training split's sources) to fit on. The "extra" configurations leave the tr
 out of the fit: a network is over-confident on the very images it was trained on, and a fusion
 fitted on them learns to trust its ``normal`` too much.
 
+``--video DIR``: the output of ``streamwatch dataset video`` for the training split (``DIR/train``)
+and the validation split (``DIR/val``): faults played through H.264 and decoded. The "video"
+configurations add ``DIR/train`` to the fit; with ``--video`` every configuration is also scored on
+``DIR/val`` (the validation scenes as a camera feed), by a fusion fitted without any validation
+image (training split, plus ``DIR/train`` for the video configurations).
+
 Prints accuracy, false-alarm rate and per-class accuracy per configuration (one line each).
 Needs the train extra (torch). Measurements and views are cached under DATASET/.cache.
 """
@@ -36,7 +42,7 @@ from streamwatch import CLASS_NAMES  # noqa: E402
 
 #: Configurations this bench can cross-validate (``--configs``), in the default order.
 CONFIGS = ("network", "logistic-val", "logistic", "shipped", "normal-weight-3", "network-dropout", "measurements",
-           "extra", "extra-measurements")
+           "extra", "extra-measurements", "video", "video-measurements")
 
 
 def _source_groups(data: Path, split_dir: Path, folds: int) -> np.ndarray:
@@ -72,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--extra", type=Path, action="append", default=[],
                     help="another folder of DIR/<class>/ images to fit on (repeatable)")
+    ap.add_argument("--video", type=Path, default=None,
+                    help="'dataset video' output with train/ and val/ (fit on train/, also score on val/)")
     ap.add_argument("--configs", default=None,
                     help=f"comma-separated subset of {','.join(CONFIGS)} (default: all; the extra ones with --extra)")
     args = ap.parse_args(argv)
     if args.configs is None:
-        chosen = [c for c in CONFIGS if args.extra or not c.startswith("extra")]
+        chosen = [c for c in CONFIGS if (args.extra or not c.startswith("extra")) and (args.video or not c.startswith("video"))]
     else:
         chosen = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in CONFIGS]
@@ -84,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
     if any(c.startswith("extra") for c in chosen) and not args.extra:
         ap.error("the extra configurations need --extra")
+    if any(c.startswith("video") for c in chosen) and not args.video:
+        ap.error("the video configurations need --video")
 
     import torch
 
@@ -107,12 +117,29 @@ def main(argv: list[str] | None = None) -> int:
     p_ex = np.vstack([e[0] for e in extras]) if extras else empty[0]
     f_ex = np.vstack([e[1] for e in extras]) if extras else empty[1]
     y_ex = np.concatenate([e[2] for e in extras]) if extras else empty[2]
+    p_vt, f_vt, y_vt = scored(args.video / "train") if args.video else empty
+    p_vv, f_vv, y_vv = scored(args.video / "val") if args.video else empty
     groups = _source_groups(args.data, args.data / "val", args.folds)
     print(f"{len(y_tr)} training + {len(y_ex)} extra + {len(y_va)} validation images, {args.folds} source groups; "
           "per-class order: " + " ".join(CLASS_NAMES))
 
     def cross_validate(label: str, with_train: bool = True, hidden: int = 64, normal_weight: float = 2.0,
-                       use_network: bool = True, with_extra: bool = False, network_dropout: float = 0.0) -> dict:
+                       use_network: bool = True, with_extra: bool = False, network_dropout: float = 0.0,
+                       with_video: bool = False) -> dict:
+        def fit(p, f, y):
+            if with_video:
+                p, f, y = np.vstack([p_vt, p]), np.vstack([f_vt, f]), np.concatenate([y_vt, y])
+            if not use_network:
+                p = np.full_like(p, 1.0 / p.shape[1])
+            return fit_fusion(p, f, y, hidden=hidden, normal_weight=normal_weight, network_dropout=network_dropout)
+
+        def network_or_flat(p):
+            return p if use_network else np.full_like(p, 1.0 / p.shape[1])
+
+        if args.video is not None:
+            # The validation scenes as a camera feed, scored by a fusion that saw no validation image.
+            p, f, y = (p_tr, f_tr, y_tr) if with_train else (p_ex, f_ex, y_ex)
+            _report(label + " [val video]", fit(p, f, y).apply(network_or_flat(p_vv), f_vv), y_vv)
         out = np.zeros_like(p_va)
         for g in range(args.folds):
             fit_rows, held = groups != g, groups == g
@@ -121,15 +148,12 @@ def main(argv: list[str] | None = None) -> int:
                 p, f, y = np.vstack([p_tr, p]), np.vstack([f_tr, f]), np.concatenate([y_tr, y])
             if with_extra:
                 p, f, y = np.vstack([p_ex, p]), np.vstack([f_ex, f]), np.concatenate([y_ex, y])
-            if not use_network:
-                p = np.full_like(p, 1.0 / p.shape[1])
-            fusion = fit_fusion(p, f, y, hidden=hidden, normal_weight=normal_weight, network_dropout=network_dropout)
-            p_held = p_va[held] if use_network else np.full_like(p_va[held], 1.0 / p_va.shape[1])
-            out[held] = fusion.apply(p_held, f_va[held])
+            out[held] = fit(p, f, y).apply(network_or_flat(p_va[held]), f_va[held])
         return _report(label, out, y_va)
 
     runs = {
-        "network": lambda: _report("network alone", p_va, y_va),
+        "network": lambda: (_report("network alone", p_va, y_va),
+                            args.video and _report("network alone [val video]", p_vv, y_vv))[0],
         "logistic-val": lambda: cross_validate("logistic, fitted on val only", with_train=False, hidden=0),
         "logistic": lambda: cross_validate("logistic, train + val", hidden=0),
         "shipped": lambda: cross_validate("hidden 64, train + val", hidden=64),
@@ -139,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         "extra": lambda: cross_validate("hidden 64, extra + val", with_train=False, with_extra=True),
         "extra-measurements": lambda: cross_validate("hidden 64, extra + val, measurements only", with_train=False,
                                                      with_extra=True, use_network=False),
+        "video": lambda: cross_validate("hidden 64, train + val + video train, network dropout 0.5", network_dropout=0.5,
+                                        with_video=True),
+        "video-measurements": lambda: cross_validate("hidden 64, train + val + video train, measurements only",
+                                                     use_network=False, with_video=True),
     }
     assert set(runs) == set(CONFIGS)
     for name in chosen:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from streamwatch import CLASS_NAMES
+from streamwatch.checks.classical import neutralise_decoder_tint
 from streamwatch.model.network import build_model, count_parameters
 from streamwatch.model.preprocess import MEAN, STD, VIEWS_VERSION, Geometry, make_views_u8
 from streamwatch.train.dataset import list_images
@@ -56,12 +57,22 @@ class TrainConfig:
 # ------------------------------------------------------------------ cache
 
 
-def _views_of_file(args: tuple[str, int, int]) -> np.ndarray:
-    path, size, tiles = args
+#: What the runtime does to a frame before views and measurements (``Classifier.frame_inputs``:
+#: :func:`neutralise_decoder_tint`); part of the cache keys, so a change here recomputes them.
+INPUT_VERSION = 1
+
+
+def _read_as_runtime(path: str) -> np.ndarray:
+    """An image file as ``Classifier.frame_inputs`` would see it (decoder tint removed)."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise RuntimeError(f"cannot read {path}")
-    return make_views_u8(img, Geometry(size, tiles))
+    return neutralise_decoder_tint(img)
+
+
+def _views_of_file(args: tuple[str, int, int]) -> np.ndarray:
+    path, size, tiles = args
+    return make_views_u8(_read_as_runtime(path), Geometry(size, tiles))
 
 
 def _cache_lookup(data_dir: Path, key: str, mmap: bool) -> tuple[list, np.ndarray, Path, Path, np.ndarray | None]:
@@ -102,7 +113,7 @@ def views_cache(data_dir: str | Path, geometry: Geometry, workers: int = 2, prog
     """uint8 views (N, V, 3, S, S) and int64 labels for data_dir/<class>/ images (cached under
     ``data_dir.parent/.cache``, keyed by the geometry and :data:`VIEWS_VERSION`)."""
     data_dir = Path(data_dir)
-    key = f"{data_dir.name}_{geometry.size}x{geometry.tiles}_views_v{VIEWS_VERSION}"
+    key = f"{data_dir.name}_{geometry.size}x{geometry.tiles}_views_v{VIEWS_VERSION}_in{INPUT_VERSION}"
     items, labels, xf, yf, cached = _cache_lookup(data_dir, key, mmap=True)
     if cached is not None:
         return cached, labels
@@ -122,10 +133,7 @@ def views_cache(data_dir: str | Path, geometry: Geometry, workers: int = 2, prog
 def _features_of_file(path: str) -> np.ndarray:
     from streamwatch.model.fusion import frame_features
 
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise RuntimeError(f"cannot read {path}")
-    return frame_features(img)
+    return frame_features(_read_as_runtime(path))
 
 
 def features_cache(data_dir: str | Path, workers: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +142,7 @@ def features_cache(data_dir: str | Path, workers: int = 2, progress: bool = True
     from streamwatch.model.fusion import FEATURE_NAMES, FEATURES_VERSION
 
     data_dir = Path(data_dir)
-    key = f"{data_dir.name}_features_v{FEATURES_VERSION}_{len(FEATURE_NAMES)}"
+    key = f"{data_dir.name}_features_v{FEATURES_VERSION}_{len(FEATURE_NAMES)}_in{INPUT_VERSION}"
     items, labels, xf, yf, cached = _cache_lookup(data_dir, key, mmap=False)
     if cached is not None:
         return cached, labels
