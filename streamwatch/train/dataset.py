@@ -150,17 +150,24 @@ def _chroma(img: np.ndarray) -> float:
     return float(np.abs(f[:, :, 0] - f[:, :, 1]).mean() + np.abs(f[:, :, 1] - f[:, :, 2]).mean())
 
 
+def read_video_frames(path: Path | str, max_frames: int) -> list[np.ndarray]:
+    """The first ``max_frames`` decoded frames of a video file (BGR uint8; fewer if it is shorter)."""
+    frames: list[np.ndarray] = []
+    cap = cv2.VideoCapture(str(path))
+    while len(frames) < max_frames:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
 def load_source(src: Source, max_frames: int = 400) -> None:
     """Decode the source's frames into ``src.frames`` (BGR uint8)."""
     frames: list[np.ndarray] = []
     if src.kind == "video":
-        cap = cv2.VideoCapture(str(src.path))
-        while len(frames) < max_frames:
-            ok, f = cap.read()
-            if not ok:
-                break
-            frames.append(f)
-        cap.release()
+        frames = read_video_frames(src.path, max_frames)
         if src.note.startswith("first shot"):
             frames = frames[_first_sharp_shot(frames) :]
     else:

@@ -36,6 +36,7 @@ import numpy as np
 from streamwatch import CLASS_NAMES
 from streamwatch.checks.classical import neutralise_decoder_tint
 from streamwatch.train import degrade as dg
+from streamwatch.train.dataset import read_video_frames
 
 #: Bump when the clip recipe changes (clip caches are keyed by it).
 CLIP_VERSION = 1
@@ -75,14 +76,7 @@ def scene_frames(path: Path, seconds: float, max_width: int = 1280) -> list[np.n
             x, y = i * (w - cw) // n, i * (h - ch) // (2 * n)
             frames.append(img[y : y + ch, x : x + cw].copy())
         return frames
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames = read_video_frames(path, n)
     if not frames:
         raise RuntimeError(f"cannot read {path}")
     h, w = frames[0].shape[:2]
