@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from streamwatch import CLASS_NAMES
+from streamwatch.checks.classical import neutralise_decoder_tint
 from streamwatch.model.preprocess import Geometry, make_views
 from streamwatch.train.dataset import list_images
 
@@ -65,7 +66,8 @@ def _torch_predictor(model_path: str | Path, variant: str, geometry: Geometry, t
     model = load_model(model_path, variant, geometry)
 
     def run(frames: list[np.ndarray]) -> np.ndarray:
-        views = np.stack([make_views(f, geometry) for f in frames])
+        # As Classifier.frame_inputs: a decoded grey video frame is made grey first.
+        views = np.stack([make_views(neutralise_decoder_tint(f), geometry) for f in frames])
         with torch.no_grad():
             return torch.softmax(model(torch.from_numpy(views)), 1).numpy()
 
