@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         def network_or_flat(p):
             return p if use_network else np.full_like(p, 1.0 / p.shape[1])
 
-        if args.video is not None:
-            # The validation scenes as a camera feed, scored by a fusion that saw no validation image.
+        if args.video is not None and (with_train or with_extra):
+            # The validation scenes as a camera feed, scored by a fusion that saw no validation image
+            # (a configuration fitted on the validation split alone has nothing left to fit on).
             p, f, y = (p_tr, f_tr, y_tr) if with_train else (p_ex, f_ex, y_ex)
             _report(label + " [val video]", fit(p, f, y).apply(network_or_flat(p_vv), f_vv), y_vv)
         out = np.zeros_like(p_va)
@@ -151,9 +152,13 @@ def main(argv: list[str] | None = None) -> int:
             out[held] = fit(p, f, y).apply(network_or_flat(p_va[held]), f_va[held])
         return _report(label, out, y_va)
 
+    def network_alone() -> dict:
+        if args.video is not None:
+            _report("network alone [val video]", p_vv, y_vv)
+        return _report("network alone", p_va, y_va)
+
     runs = {
-        "network": lambda: (_report("network alone", p_va, y_va),
-                            args.video and _report("network alone [val video]", p_vv, y_vv))[0],
+        "network": network_alone,
         "logistic-val": lambda: cross_validate("logistic, fitted on val only", with_train=False, hidden=0),
         "logistic": lambda: cross_validate("logistic, train + val", hidden=0),
         "shipped": lambda: cross_validate("hidden 64, train + val", hidden=64),
