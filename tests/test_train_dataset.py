@@ -109,6 +109,28 @@ def test_night_share_renders_dark_normal_samples(footage, tmp_path):
     assert all(same) and len(same) == 3 * (len(CLASS_NAMES) - 1)
 
 
+def test_paired_groups_degrade_one_picture_eight_ways(footage, tmp_path):
+    kw = dict(seed=3, per_class={"train": 4, "val": 0, "test": 0}, workers=1, progress=False)
+    ds.build_dataset(footage, tmp_path / "plain", **kw)
+    ds.build_dataset(footage, tmp_path / "paired", paired=True, **kw)
+    rows = list(__import__("csv").DictReader(open(tmp_path / "paired" / "samples.csv")))
+    groups: dict[int, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(int(Path(r["file"]).stem.split("_")[1]) // len(CLASS_NAMES), []).append(r)
+    assert len(groups) == 4
+    for members in groups.values():
+        assert sorted(r["label"] for r in members) == sorted(CLASS_NAMES)
+        colour = [r for r in members if not (r["label"] == "monochrome" and "graycam" in r["source"])]
+        # one source, frame and crop for the whole group (a grayscale camera's monochrome sample aside)
+        assert len({(r["source"], r["frame"], r["width"], r["height"], r["blocky"]) for r in colour}) == 1
+    # the fault really differs within a group: the normal and the blurred sample are not the same picture
+    g0 = {r["label"]: cv2.imread(r["file"]).astype(np.float32) for r in groups[0]}
+    assert np.abs(g0["normal"] - g0["blurred"]).mean() > 1.0
+    # without pairing the classes of a group come from different pictures
+    plain = list(__import__("csv").DictReader(open(tmp_path / "plain" / "samples.csv")))
+    assert len({(r["source"], r["frame"], r["width"]) for r in plain[:8]}) > 1
+
+
 def test_labelling_rules(footage, tmp_path):
     s = _build(footage, tmp_path / "d")
     assert [e["file"] for e in s["excluded"]] == ["videos/clip_c.avi"]

@@ -27,7 +27,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     per_class = {"train": args.train_per_class, "val": args.val_per_class, "test": args.test_per_class}
     s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers,
                       progress=not args.quiet, first_index=args.first_index, coded_noise=args.coded_noise,
-                      night_share=args.night_share)
+                      night_share=args.night_share, paired=args.paired)
     print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
                       "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
     return 0
@@ -39,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=str(args.data), out=str(args.out), variant=args.variant, size=args.size, tiles=args.tiles,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
                       train_limit=args.train_limit, time_budget_min=args.time_budget_min, workers=args.workers,
-                      warmup_steps=args.warmup_steps)
+                      warmup_steps=args.warmup_steps, init=str(args.init or ""))
     s = train(cfg, resume=not args.no_resume, progress=not args.quiet)
     print(json.dumps({k: s[k] for k in ("variant", "geometry", "params", "epochs_done", "best_val_acc", "train_samples")}))
     return 0
@@ -143,6 +143,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of gaussian_noise samples that also get H.264-like coding loss after the noise (default 0)")
     b.add_argument("--night-share", type=float, default=0.0,
                    help="share of normal samples rendered as a colour camera at night (dark, mild sensor noise; default 0)")
+    b.add_argument("--paired", action="store_true",
+                   help="every 8 consecutive samples (one per class) degrade the same picture, so scenes carry no "
+                        "label information (for training a network that must not learn its sources)")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_dataset_build)
@@ -173,6 +176,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--train-limit", type=int, default=0, help="use only N training samples (reduced budgets)")
     p.add_argument("--time-budget-min", type=float, default=0.0, help="wall-clock budget: the LR schedule anneals by time as well as steps and training stops when it is used up")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this checkpoint's weights (a state dict such as best.pt) instead of random ones")
     p.add_argument("--no-resume", action="store_true", help="ignore <out>/last.pt")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

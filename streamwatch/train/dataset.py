@@ -259,30 +259,35 @@ def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int
 _WORK: dict[str, list[Source]] = {}
 
 
-def _make_sample(task: tuple[str, int, int, str, str, float, float]) -> dict:
-    split, index, seed, label, out_path, coded_noise, night_share = task
+def _make_sample(task: tuple[str, int, int, str, str, float, float, bool]) -> dict:
+    split, index, seed, label, out_path, coded_noise, night_share, paired = task
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
+    # Paired: the 8 samples of a group (one per class) share the picture - source, frame, crop,
+    # flip and pre-fault coding - so the scene says nothing about the label and a network can only
+    # learn the fault itself. Only the degradation draws from the sample's own generator.
+    srng = np.random.default_rng([seed, SPLITS.index(split), index // len(CLASS_NAMES), 7]) if paired else rng
     srcs = _WORK[split]
     mono = [s for s in srcs if s.role == "mono"]
     colour = [s for s in srcs if s.role == "normal"]
     use_mono = label == "monochrome" and mono and rng.random() < 0.35
     night = False
-    src = mono[int(rng.integers(len(mono)))] if use_mono else colour[int(rng.integers(len(colour)))]
-    fi = int(rng.integers(len(src.frames)))
+    pick = rng if use_mono else srng
+    src = mono[int(pick.integers(len(mono)))] if use_mono else colour[int(pick.integers(len(colour)))]
+    fi = int(pick.integers(len(src.frames)))
     frame = src.frames[fi]
     sh, sw = frame.shape[:2]
-    geom = _target_size(rng, sw, sh)
-    x = int(rng.integers(0, sw - geom[0] + 1))
-    y = int(rng.integers(0, sh - geom[1] + 1))
-    img = _crop_resize(frame, rng, geom, (x, y))
-    if rng.random() < 0.5:
+    geom = _target_size(pick, sw, sh)
+    x = int(pick.integers(0, sw - geom[0] + 1))
+    y = int(pick.integers(0, sh - geom[1] + 1))
+    img = _crop_resize(frame, pick, geom, (x, y))
+    if pick.random() < 0.5:
         img = img[:, ::-1].copy()
         flipped = True
     else:
         flipped = False
-    blocky = rng.random() < 0.25
+    blocky = pick.random() < 0.25
     if blocky:
-        img = dg.blockiness(img, rng)
+        img = dg.blockiness(img, pick if not paired else np.random.default_rng([seed, SPLITS.index(split), index // len(CLASS_NAMES), 8]))
     other = None
     if label == "frozen" and len(src.frames) > 1:
         fj = int(np.clip(fi + rng.choice([-1, 1]) * rng.integers(3, 40), 0, len(src.frames) - 1))
@@ -324,6 +329,7 @@ def build_dataset(
     first_index: int = 0,
     coded_noise: float = 0.0,
     night_share: float = 0.0,
+    paired: bool = False,
 ) -> dict:
     """Build the dataset; returns the summary also written to dataset.json.
 
@@ -335,6 +341,8 @@ def build_dataset(
     H.264-like coding loss after the noise (video-compressed grain).
     ``night_share``: share of normal samples rendered as a colour camera at night
     (:func:`streamwatch.train.degrade.night`).
+    ``paired``: the samples k*8 .. k*8+7 (one per class) are the same picture degraded eight ways
+    (monochrome samples from grayscale cameras excepted), so no class can be told by its scenes.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     per_class = per_class or {"train": 1500, "val": 150, "test": 300}
@@ -355,7 +363,7 @@ def build_dataset(
         for i in range(first_index * len(CLASS_NAMES), (first_index + n) * len(CLASS_NAMES)):
             label = CLASS_NAMES[i % len(CLASS_NAMES)]
             tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise,
-                          night_share))
+                          night_share, paired))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     it: Iterable[dict]
@@ -381,6 +389,7 @@ def build_dataset(
         "first_index": first_index,
         "coded_noise": coded_noise,
         "night_share": night_share,
+        "paired": paired,
         "src_dir": str(src_dir),
         "per_class": per_class,
         "classes": list(CLASS_NAMES),

@@ -47,6 +47,7 @@ class TrainConfig:
     train_limit: int = 0  # use only the first N training samples (0 = all), for reduced budgets
     time_budget_min: float = 0.0  # wall-clock budget: LR anneals by max(step, time) progress, stop at 1 (0 = none)
     workers: int = 2  # processes for building the views cache
+    init: str = ""  # state dict to start from (fine-tuning) instead of random weights; ignored on resume
     extra: dict = field(default_factory=dict)
 
     @property
@@ -228,6 +229,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     xva = np.ascontiguousarray(xva)
 
     model = build_model(cfg.variant, views=geom.views).to(memory_format=torch.channels_last)
+    if cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(ytr) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
