@@ -131,6 +131,24 @@ def test_paired_groups_degrade_one_picture_eight_ways(footage, tmp_path):
     assert len({(r["source"], r["frame"], r["width"]) for r in plain[:8]}) > 1
 
 
+def test_osd_draws_a_timestamp_and_keeps_monochrome_colourless(footage, tmp_path):
+    kw = dict(seed=3, per_class={"train": 6, "val": 0, "test": 0}, workers=1, progress=False)
+    ds.build_dataset(footage, tmp_path / "plain", **kw)
+    ds.build_dataset(footage, tmp_path / "osd", osd=1.0, **kw)
+    rows = list(__import__("csv").DictReader(open(tmp_path / "osd" / "samples.csv")))
+    assert all(r["osd"] in ("top", "under") for r in rows)
+    assert {r["osd"] for r in rows if r["label"] in ("frozen", "salt_pepper")} == {"under"}  # hit with the picture
+    assert "top" in {r["osd"] for r in rows if r["label"] == "blurred"}  # a camera draws it over its own blur
+    for r in rows:
+        img = cv2.imread(r["file"]).astype(np.int16)
+        plain = cv2.imread(str(tmp_path / "plain" / Path(r["file"]).relative_to(tmp_path / "osd"))).astype(np.int16)
+        if r["label"] == "normal":  # text in a corner, not a different picture
+            changed = (np.abs(img - plain).max(axis=2) > 40).mean()
+            assert 0.0005 < changed < 0.2
+        if r["label"] == "monochrome":
+            assert np.abs(img[:, :, 0] - img[:, :, 1]).max() <= 6 and np.abs(img[:, :, 2] - img[:, :, 1]).max() <= 6
+
+
 def test_labelling_rules(footage, tmp_path):
     s = _build(footage, tmp_path / "d")
     assert [e["file"] for e in s["excluded"]] == ["videos/clip_c.avi"]

@@ -27,7 +27,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     per_class = {"train": args.train_per_class, "val": args.val_per_class, "test": args.test_per_class}
     s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers,
                       progress=not args.quiet, first_index=args.first_index, coded_noise=args.coded_noise,
-                      night_share=args.night_share, paired=args.paired)
+                      night_share=args.night_share, paired=args.paired, osd=args.osd)
     print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
                       "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
     return 0
@@ -146,6 +146,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--paired", action="store_true",
                    help="every 8 consecutive samples (one per class) degrade the same picture, so scenes carry no "
                         "label information (for training a network that must not learn its sources)")
+    b.add_argument("--osd", type=float, default=0.0,
+                   help="share of samples with a CCTV on-screen display (date/time, camera name) drawn under the "
+                        "fault or, for optical/sensor faults, on top of it (default 0)")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_dataset_build)

@@ -259,8 +259,8 @@ def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int
 _WORK: dict[str, list[Source]] = {}
 
 
-def _make_sample(task: tuple[str, int, int, str, str, float, float, bool]) -> dict:
-    split, index, seed, label, out_path, coded_noise, night_share, paired = task
+def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]) -> dict:
+    split, index, seed, label, out_path, coded_noise, night_share, paired, osd_share = task
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     # Paired: the 8 samples of a group (one per class) share the picture - source, frame, crop,
     # flip and pre-fault coding - so the scene says nothing about the label and a network can only
@@ -294,6 +294,20 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool]) -> di
         other = _crop_resize(src.frames[fj], rng, geom, (x, y))
         if flipped:
             other = other[:, ::-1].copy()
+    # On-screen display (own generators, so a share of 0 leaves every other draw as it was): the
+    # group's text and place; drawn under the fault (footage with a burned-in timestamp, degraded
+    # afterwards) or, for faults that happen before a camera draws its OSD, half the time on top.
+    osd_key = [seed, SPLITS.index(split), index // len(CLASS_NAMES) if paired else index]
+    has_osd = osd_share > 0 and np.random.default_rng([*osd_key, 9]).random() < osd_share
+    osd_on_top = has_osd and label in dg.OSD_AFTER_FAULT and np.random.default_rng([*osd_key, index, 10]).random() < 0.5
+
+    def draw_osd(picture: np.ndarray) -> np.ndarray:
+        orng = np.random.default_rng([*osd_key, 11])
+        return dg.osd(picture, orng, white=label == "monochrome" or src.role == "mono")
+
+    if has_osd and not osd_on_top:
+        img = draw_osd(img)
+        other = draw_osd(other) if other is not None else None
     if use_mono:
         out = dg.normal(img, rng)
         out = dg.monochrome(out, rng)  # decoded gray video can carry tiny chroma noise
@@ -302,6 +316,8 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool]) -> di
         night = True
     else:
         out = dg.degrade(img, label, rng, other=other)
+    if osd_on_top:
+        out = draw_osd(out)
     # A noisy camera seen through a video encoder: coding loss *after* the noise turns it into
     # the blotchy grain of H.264 P-frames. Own generator, so the other samples of a seed stay
     # the same whatever the share.
@@ -316,7 +332,8 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool]) -> di
     if not cv2.imwrite(out_path, out, [cv2.IMWRITE_JPEG_QUALITY, q]):
         raise RuntimeError(f"could not write {out_path}")
     return {"file": out_path, "split": split, "label": label, "source": src.rel, "frame": fi,
-            "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded, "night": night}
+            "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded, "night": night,
+            "osd": "top" if osd_on_top else "under" if has_osd else ""}
 
 
 def build_dataset(
@@ -330,6 +347,7 @@ def build_dataset(
     coded_noise: float = 0.0,
     night_share: float = 0.0,
     paired: bool = False,
+    osd: float = 0.0,
 ) -> dict:
     """Build the dataset; returns the summary also written to dataset.json.
 
@@ -343,6 +361,7 @@ def build_dataset(
     (:func:`streamwatch.train.degrade.night`).
     ``paired``: the samples k*8 .. k*8+7 (one per class) are the same picture degraded eight ways
     (monochrome samples from grayscale cameras excepted), so no class can be told by its scenes.
+    ``osd``: share of samples with a CCTV on-screen display (:func:`streamwatch.train.degrade.osd`).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     per_class = per_class or {"train": 1500, "val": 150, "test": 300}
@@ -363,7 +382,7 @@ def build_dataset(
         for i in range(first_index * len(CLASS_NAMES), (first_index + n) * len(CLASS_NAMES)):
             label = CLASS_NAMES[i % len(CLASS_NAMES)]
             tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise,
-                          night_share, paired))
+                          night_share, paired, osd))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     it: Iterable[dict]
@@ -390,6 +409,7 @@ def build_dataset(
         "coded_noise": coded_noise,
         "night_share": night_share,
         "paired": paired,
+        "osd": osd,
         "src_dir": str(src_dir),
         "per_class": per_class,
         "classes": list(CLASS_NAMES),

@@ -280,6 +280,68 @@ def degrade(img: np.ndarray, label: str, rng: Rng, other: np.ndarray | None = No
     return DEGRADATIONS[label](img, rng)
 
 
+# ------------------------------------------------------------- on-screen display
+
+#: Classes whose fault happens *before* a camera draws its on-screen display (optics, sensor,
+#: white balance, colour mode): the OSD is drawn crisp and untouched on top of the fault. The
+#: others (a broken decode, transmission impulses) hit the OSD with the rest of the picture.
+OSD_AFTER_FAULT = frozenset({"normal", "overexposed", "blurred", "color_cast", "gaussian_noise", "monochrome"})
+
+_OSD_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_COMPLEX_SMALL)
+_OSD_NAMES = ("CAM", "Camera", "IPC", "CH", "Channel", "NVR", "D")
+_OSD_WORDS = ("ENTRANCE", "Lobby", "Parking", "GATE 2", "Dock", "Yard", "Hall", "Stairs B", "Office", "Street",
+              "Warehouse", "Garage", "Shop", "Corridor", "North", "Back door")
+
+
+def _osd_lines(rng: Rng) -> list[str]:
+    y, mo, d = int(rng.integers(2015, 2030)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+    hh, mm, ss = int(rng.integers(0, 24)), int(rng.integers(0, 60)), int(rng.integers(0, 60))
+    date = str(rng.choice([f"{y}-{mo:02d}-{d:02d}", f"{mo:02d}/{d:02d}/{y}", f"{d:02d}-{mo:02d}-{y}", f"{y}/{mo:02d}/{d:02d}"]))
+    clock = f"{hh:02d}:{mm:02d}:{ss:02d}"
+    day = str(rng.choice(["", " Mon", " Tue", " Wed", " Thu", " Fri", " Sat", " Sun"]))
+    name = f"{rng.choice(_OSD_NAMES)} {int(rng.integers(1, 65)):02d}" + (f" {rng.choice(_OSD_WORDS)}" if rng.random() < 0.6 else "")
+    lines = [f"{date}{day} {clock}"]
+    if rng.random() < 0.7:
+        lines.append(name)
+    return lines
+
+
+def osd(img: np.ndarray, rng: Rng, white: bool = False) -> np.ndarray:
+    """A CCTV on-screen display: date/time and often a camera name, in a corner, white or
+    yellow, outlined or not - the sharpest, most saturated detail of many real frames, which a
+    detector must look past (a crisp timestamp over a defocused scene is still a blurred camera).
+    ``white``: white text only (a black-and-white picture's own OSD)."""
+    out = img.copy()
+    h, w = out.shape[:2]
+    font = _OSD_FONTS[int(rng.integers(len(_OSD_FONTS)))]
+    scale = w / 1280 * rng.uniform(0.7, 1.5) * (1.6 if font == cv2.FONT_HERSHEY_PLAIN else 1.0)
+    thick = max(1, int(round(scale * rng.uniform(1.2, 2.5))))
+    colour = (255, 255, 255) if rng.random() < 0.75 else (0, 255, 255) if rng.random() < 0.6 else (255, 255, 0)
+    if white:
+        colour = (255, 255, 255)
+    outline = rng.random() < 0.6
+    box = not outline and rng.random() < 0.3
+    lines = _osd_lines(rng)
+    sizes = [cv2.getTextSize(t, font, scale, thick)[0] for t in lines]
+    line_h = max(s[1] for s in sizes) * 1.6
+    margin = int(w * rng.uniform(0.01, 0.04)) + 2
+    # Date and name in one corner or split between two (a common NVR layout).
+    corners = [int(rng.integers(4))] * len(lines) if rng.random() < 0.6 else [0, 3][: len(lines)]
+    stacked: dict[int, int] = {}
+    for text, (tw, th), corner in zip(lines, sizes, corners):
+        k = stacked.get(corner, 0)
+        stacked[corner] = k + 1
+        x = margin if corner in (0, 2) else w - tw - margin
+        y = int(margin + th + k * line_h) if corner in (0, 1) else int(h - margin - k * line_h)
+        x, y = max(0, x), int(np.clip(y, th + 1, h - 2))
+        if box:
+            cv2.rectangle(out, (x - 3, y - th - 4), (x + tw + 3, y + 5), (0, 0, 0), -1)
+        if outline:
+            cv2.putText(out, text, (x, y), font, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(out, text, (x, y), font, scale, colour, thick, cv2.LINE_AA if rng.random() < 0.7 else cv2.LINE_8)
+    return out
+
+
 # ------------------------------------------------------------- compression
 
 
