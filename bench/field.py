@@ -56,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="one line per clip (mean probabilities in class order)")
+    ap.add_argument("--osd", action="store_true",
+                    help="cameras with an on-screen display: date/time ticking every second and a camera name "
+                         "(streamwatch.train.degrade.osd), on top of optical/sensor faults, under the others")
     args = ap.parse_args(argv)
 
     from streamwatch.model.runtime import Classifier
 
     classes = tuple(c for c in CLASS_NAMES if c != "frozen")
-    specs = clip_specs(split_scenes(args.data, args.split), classes, args.seed, args.seconds)
+    specs = clip_specs(split_scenes(args.data, args.split), classes, args.seed, args.seconds, osd=args.osd)
     clips = make_clips(specs, args.cache or args.data / ".cache" / "field", args.workers)
     clf = Classifier(args.model, threads=args.workers)
 
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                      "clip_ok": round(t["ok"] / max(t["clips"], 1), 4),
                      "clips": t["clips"], "frames": t["frames"], "wrong_as": t["wrong_as"]} for c, t in tally.items()}
     frames = sum(t["frames"] for t in tally.values())
-    result = {"split": args.split, "scenes": len({s.scene for s in specs}), "clips": len(specs),
+    result = {"split": args.split, "osd": args.osd, "scenes": len({s.scene for s in specs}), "clips": len(specs),
               "seconds": args.seconds, "model": str(clf.path), "version": clf.version,
               "frame_accuracy": round(sum(t["right"] for t in tally.values()) / max(frames, 1), 4),
               "mean_class_frame_accuracy": round(float(np.mean([r["frame_accuracy"] for r in per_class.values()])), 4),

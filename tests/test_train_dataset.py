@@ -226,3 +226,24 @@ def test_video_samples_are_split_sources_through_h264(footage, tmp_path):
     a = cv2.imread(str(out / "color_cast" / first)).astype(int)
     b = cv2.imread(str(tmp_path / "v2" / "color_cast" / first)).astype(int)
     assert np.abs(a - b).max() <= 2  # same clip up to JPEG/decoder rounding
+
+
+def test_osd_clock_ticks_in_place_and_clips_carry_it(footage, tmp_path):
+    """The OSD's clock changes with ``tick`` in one small place; a clip with ``osd`` shows it."""
+    from streamwatch.train import degrade as dg
+    from streamwatch.train import video
+
+    img = cv2.imread(str(next((footage / "stills").glob("scene_*.png"))))
+    a = dg.osd(img, np.random.default_rng([4, 5]), tick=0)
+    assert (a == dg.osd(img, np.random.default_rng([4, 5]), tick=0)).all()
+    b = dg.osd(img, np.random.default_rng([4, 5]), tick=1)
+    changed = np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 0
+    assert 0 < changed.mean() < 0.02  # a second's digit, not the picture
+    scene = next((footage / "stills").glob("scene_*.png"))
+    plain = video.make_clip(video.ClipSpec(scene, "blurred", 7, seconds=1.2), tmp_path / "plain.mp4")
+    shown = video.make_clip(video.ClipSpec(scene, "blurred", 7, seconds=1.2, osd=True), tmp_path / "osd.mp4")
+    f0 = dict(video.sampled_frames(plain, 10))[0].astype(np.float32)
+    f1 = dict(video.sampled_frames(shown, 10))[0].astype(np.float32)
+    diff = np.abs(f0 - f1).max(axis=2)
+    # crisp text drawn over the blurred picture: strong edges in a small part of the frame
+    assert 0.001 < (diff > 60).mean() < 0.1

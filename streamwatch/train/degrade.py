@@ -293,9 +293,10 @@ _OSD_WORDS = ("ENTRANCE", "Lobby", "Parking", "GATE 2", "Dock", "Yard", "Hall", 
               "Warehouse", "Garage", "Shop", "Corridor", "North", "Back door")
 
 
-def _osd_lines(rng: Rng) -> list[str]:
+def _osd_lines(rng: Rng, tick: int = 0) -> list[str]:
     y, mo, d = int(rng.integers(2015, 2030)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
-    hh, mm, ss = int(rng.integers(0, 24)), int(rng.integers(0, 60)), int(rng.integers(0, 60))
+    start = int(rng.integers(0, 86400 - 3600)) + tick
+    hh, mm, ss = start // 3600, start // 60 % 60, start % 60
     date = str(rng.choice([f"{y}-{mo:02d}-{d:02d}", f"{mo:02d}/{d:02d}/{y}", f"{d:02d}-{mo:02d}-{y}", f"{y}/{mo:02d}/{d:02d}"]))
     clock = f"{hh:02d}:{mm:02d}:{ss:02d}"
     day = str(rng.choice(["", " Mon", " Tue", " Wed", " Thu", " Fri", " Sat", " Sun"]))
@@ -306,11 +307,12 @@ def _osd_lines(rng: Rng) -> list[str]:
     return lines
 
 
-def osd(img: np.ndarray, rng: Rng, white: bool = False) -> np.ndarray:
+def osd(img: np.ndarray, rng: Rng, white: bool = False, tick: int = 0) -> np.ndarray:
     """A CCTV on-screen display: date/time and often a camera name, in a corner, white or
     yellow, outlined or not - the sharpest, most saturated detail of many real frames, which a
     detector must look past (a crisp timestamp over a defocused scene is still a blurred camera).
-    ``white``: white text only (a black-and-white picture's own OSD)."""
+    ``white``: white text only (a black-and-white picture's own OSD). ``tick``: seconds added to
+    the clock (the same generator state with a growing tick gives a ticking clock in one place)."""
     out = img.copy()
     h, w = out.shape[:2]
     font = _OSD_FONTS[int(rng.integers(len(_OSD_FONTS)))]
@@ -321,7 +323,7 @@ def osd(img: np.ndarray, rng: Rng, white: bool = False) -> np.ndarray:
         colour = (255, 255, 255)
     outline = rng.random() < 0.6
     box = not outline and rng.random() < 0.3
-    lines = _osd_lines(rng)
+    lines = _osd_lines(rng, tick)
     sizes = [cv2.getTextSize(t, font, scale, thick)[0] for t in lines]
     line_h = max(s[1] for s in sizes) * 1.6
     margin = int(w * rng.uniform(0.01, 0.04)) + 2

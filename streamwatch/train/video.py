@@ -55,9 +55,13 @@ class ClipSpec:
     seconds: float = 6.0
     crf: int = 23
     max_width: int = 1280
+    #: A camera's on-screen display with a ticking clock (:func:`streamwatch.train.degrade.osd`):
+    #: under the fault for a broken decode or impulses, on top of it for the others.
+    osd: bool = False
 
     def cache_name(self) -> str:
-        return f"v{CLIP_VERSION}_{self.scene.stem}_{self.label}_{self.seed}_{self.seconds:g}s_crf{self.crf}_w{self.max_width}.mp4"
+        osd = "_osd" if self.osd else ""
+        return f"v{CLIP_VERSION}_{self.scene.stem}_{self.label}_{self.seed}_{self.seconds:g}s_crf{self.crf}_w{self.max_width}{osd}.mp4"
 
 
 def scene_frames(path: Path, seconds: float, max_width: int = 1280) -> list[np.ndarray]:
@@ -120,13 +124,22 @@ def make_clip(spec: ClipSpec, out: Path) -> Path:
            "-s", f"{w}x{h}", "-r", str(FPS), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(spec.crf),
            "-maxrate", "2M", "-bufsize", "4M", "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0",
            "-pix_fmt", "yuv420p", "-threads", "1", str(tmp)]
+    on_top = spec.label in dg.OSD_AFTER_FAULT
+
+    def draw_osd(img: np.ndarray, i: int) -> np.ndarray:
+        if not spec.osd:
+            return img
+        return dg.osd(img, np.random.default_rng([spec.seed, 5]), white=spec.label == "monochrome", tick=i // FPS)
+
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     try:
         for i, f in enumerate(frames):
             noisy = np.clip(f.astype(np.float32) + rng.normal(0.0, SENSOR_NOISE, f.shape), 0, 255).astype(np.uint8)
-            earlier = frames[max(0, i - FPS // 2)]
-            proc.stdin.write(np.ascontiguousarray(fault(noisy, rng, earlier)).tobytes())
+            j = max(0, i - FPS // 2)
+            earlier = draw_osd(frames[j], j) if not on_top else frames[j]
+            picture = fault(noisy if on_top else draw_osd(noisy, i), rng, earlier)
+            proc.stdin.write(np.ascontiguousarray(draw_osd(picture, i) if on_top else picture).tobytes())
     finally:
         proc.stdin.close()
     if proc.wait() != 0:
@@ -160,7 +173,7 @@ def split_scenes(data: Path, split: str) -> list[Path]:
 
 
 def clip_specs(scenes: list[Path], classes: tuple[str, ...], seed: int, seconds: float,
-               crfs: tuple[int, ...] = (23,), max_width: int = 1280) -> list[ClipSpec]:
+               crfs: tuple[int, ...] = (23,), max_width: int = 1280, osd: bool = False) -> list[ClipSpec]:
     """One clip per scene and class (colourless scenes: ``monochrome`` only); each clip's CRF is
     drawn from ``crfs`` so a set covers several bitrates."""
     specs = []
@@ -172,7 +185,7 @@ def clip_specs(scenes: list[Path], classes: tuple[str, ...], seed: int, seconds:
             clip_seed = seed * 100_000 + si * 100 + CLASS_NAMES.index(label)
             # Drawn, not cycled by index: a CRF that followed the class would be a label the fusion could read.
             crf = crfs[int(np.random.default_rng([clip_seed, 4]).integers(len(crfs)))]
-            specs.append(ClipSpec(scene, label, clip_seed, seconds, crf, max_width))
+            specs.append(ClipSpec(scene, label, clip_seed, seconds, crf, max_width, osd))
     return specs
 
 
