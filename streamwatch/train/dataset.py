@@ -262,10 +262,15 @@ _WORK: dict[str, list[Source]] = {}
 def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]) -> dict:
     split, index, seed, label, out_path, coded_noise, night_share, paired, osd_share = task
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
+    group = index // len(CLASS_NAMES)
+
+    def group_rng(stream: int) -> np.random.Generator:
+        return np.random.default_rng([seed, SPLITS.index(split), group, stream])
+
     # Paired: the 8 samples of a group (one per class) share the picture - source, frame, crop,
     # flip and pre-fault coding - so the scene says nothing about the label and a network can only
     # learn the fault itself. Only the degradation draws from the sample's own generator.
-    srng = np.random.default_rng([seed, SPLITS.index(split), index // len(CLASS_NAMES), 7]) if paired else rng
+    srng = group_rng(7) if paired else rng
     srcs = _WORK[split]
     mono = [s for s in srcs if s.role == "mono"]
     colour = [s for s in srcs if s.role == "normal"]
@@ -287,7 +292,7 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]
         flipped = False
     blocky = pick.random() < 0.25
     if blocky:
-        img = dg.blockiness(img, pick if not paired else np.random.default_rng([seed, SPLITS.index(split), index // len(CLASS_NAMES), 8]))
+        img = dg.blockiness(img, group_rng(8) if paired else pick)
     other = None
     if label == "frozen" and len(src.frames) > 1:
         fj = int(np.clip(fi + rng.choice([-1, 1]) * rng.integers(3, 40), 0, len(src.frames) - 1))
@@ -297,7 +302,7 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]
     # On-screen display (own generators, so a share of 0 leaves every other draw as it was): the
     # group's text and place; drawn under the fault (footage with a burned-in timestamp, degraded
     # afterwards) or, for faults that happen before a camera draws its OSD, half the time on top.
-    osd_key = [seed, SPLITS.index(split), index // len(CLASS_NAMES) if paired else index]
+    osd_key = [seed, SPLITS.index(split), group if paired else index]
     has_osd = osd_share > 0 and np.random.default_rng([*osd_key, 9]).random() < osd_share
     osd_on_top = has_osd and label in dg.OSD_AFTER_FAULT and np.random.default_rng([*osd_key, index, 10]).random() < 0.5
 
