@@ -149,6 +149,40 @@ def test_osd_draws_a_timestamp_and_keeps_monochrome_colourless(footage, tmp_path
             assert np.abs(img[:, :, 0] - img[:, :, 1]).max() <= 6 and np.abs(img[:, :, 2] - img[:, :, 1]).max() <= 6
 
 
+def test_recolour_turns_scene_colours_but_keeps_greys(footage, tmp_path):
+    """A recoloured scene keeps lightness, greys and whites (a cast would move them); in a paired
+    build the whole group shares it, and a share of 0 changes no byte."""
+    from streamwatch.train import degrade as dg
+
+    scene = _still(np.random.default_rng(5))
+    scene[:40, :60] = (128, 128, 128)
+    scene[40:80, :60] = (255, 255, 255)
+    out = dg.recolour(scene, np.random.default_rng(1))
+    assert (out[:80, :60] == scene[:80, :60]).all()
+    lab_in = cv2.cvtColor(scene, cv2.COLOR_BGR2LAB).astype(np.int16)
+    lab_out = cv2.cvtColor(out, cv2.COLOR_BGR2LAB).astype(np.int16)
+    # lightness kept up to the gamut clipping of this synthetic scene's extreme colours
+    assert np.abs(lab_in[:, :, 0] - lab_out[:, :, 0]).mean() < 10.0
+    hue_turn = np.abs(lab_in[:, :, 1:] - lab_out[:, :, 1:]).mean()
+    assert hue_turn > 10.0
+
+    kw = dict(seed=3, per_class={"train": 4, "val": 0, "test": 0}, workers=1, progress=False, paired=True)
+    ds.build_dataset(footage, tmp_path / "plain", **kw)
+    ds.build_dataset(footage, tmp_path / "none", recolour=0.0, **kw)
+    ds.build_dataset(footage, tmp_path / "all", recolour=1.0, **kw)
+    for p in (tmp_path / "plain" / "train").rglob("*.jpg"):
+        assert p.read_bytes() == (tmp_path / "none" / p.relative_to(tmp_path / "plain")).read_bytes()
+    rows = list(__import__("csv").DictReader(open(tmp_path / "all" / "samples.csv")))
+    colour = [r for r in rows if not (r["label"] == "monochrome" and "graycam" in r["source"])]
+    assert {r["recoloured"] for r in colour} == {"True"}
+    assert {r["recoloured"] for r in rows if r not in colour} <= {"False"}
+    for r in colour:
+        if r["label"] == "normal":
+            plain = cv2.imread(str(tmp_path / "plain" / Path(r["file"]).relative_to(tmp_path / "all")))
+            turned = cv2.imread(r["file"])
+            assert np.abs(plain.astype(np.int16) - turned).mean() > 3.0
+
+
 def test_labelling_rules(footage, tmp_path):
     s = _build(footage, tmp_path / "d")
     assert [e["file"] for e in s["excluded"]] == ["videos/clip_c.avi"]

@@ -27,7 +27,8 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     per_class = {"train": args.train_per_class, "val": args.val_per_class, "test": args.test_per_class}
     s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers,
                       progress=not args.quiet, first_index=args.first_index, coded_noise=args.coded_noise,
-                      night_share=args.night_share, paired=args.paired, osd=args.osd)
+                      night_share=args.night_share, paired=args.paired, osd=args.osd,
+                      recolour=args.recolour)
     print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
                       "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
     return 0
@@ -149,6 +150,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--osd", type=float, default=0.0,
                    help="share of samples with a CCTV on-screen display (date/time, camera name) drawn under the "
                         "fault or, for optical/sensor faults, on top of it (default 0)")
+    b.add_argument("--recolour", type=float, default=0.0,
+                   help="share of pictures (of every class) shown in other colours before the fault: hues turned "
+                        "around the grey axis, greys and whites kept, so a dominant colour alone is not a cast (default 0)")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_dataset_build)

@@ -259,8 +259,8 @@ def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int
 _WORK: dict[str, list[Source]] = {}
 
 
-def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]) -> dict:
-    split, index, seed, label, out_path, coded_noise, night_share, paired, osd_share = task
+def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float, float]) -> dict:
+    split, index, seed, label, out_path, coded_noise, night_share, paired, osd_share, recolour_share = task
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     group = index // len(CLASS_NAMES)
 
@@ -290,6 +290,14 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]
         flipped = True
     else:
         flipped = False
+    # Scene recolour (own generators, so a share of 0 leaves every other draw as it was): the
+    # picture's colours turned around the grey axis, the same for the group's 8 samples and for a
+    # frozen sample's other frame.
+    recolour_key = [seed, SPLITS.index(split), group if paired else index]
+    recoloured = (recolour_share > 0 and not use_mono
+                  and np.random.default_rng([*recolour_key, 12]).random() < recolour_share)
+    if recoloured:
+        img = dg.recolour(img, np.random.default_rng([*recolour_key, 13]))
     blocky = pick.random() < 0.25
     if blocky:
         img = dg.blockiness(img, group_rng(8) if paired else pick)
@@ -299,6 +307,8 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]
         other = _crop_resize(src.frames[fj], rng, geom, (x, y))
         if flipped:
             other = other[:, ::-1].copy()
+        if recoloured:
+            other = dg.recolour(other, np.random.default_rng([*recolour_key, 13]))
     # On-screen display (own generators, so a share of 0 leaves every other draw as it was): the
     # group's text and place; drawn under the fault (footage with a burned-in timestamp, degraded
     # afterwards) or, for faults that happen before a camera draws its OSD, half the time on top.
@@ -338,7 +348,7 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float]
         raise RuntimeError(f"could not write {out_path}")
     return {"file": out_path, "split": split, "label": label, "source": src.rel, "frame": fi,
             "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded, "night": night,
-            "osd": "top" if osd_on_top else "under" if has_osd else ""}
+            "osd": "top" if osd_on_top else "under" if has_osd else "", "recoloured": recoloured}
 
 
 def build_dataset(
@@ -353,6 +363,7 @@ def build_dataset(
     night_share: float = 0.0,
     paired: bool = False,
     osd: float = 0.0,
+    recolour: float = 0.0,
 ) -> dict:
     """Build the dataset; returns the summary also written to dataset.json.
 
@@ -367,6 +378,8 @@ def build_dataset(
     ``paired``: the samples k*8 .. k*8+7 (one per class) are the same picture degraded eight ways
     (monochrome samples from grayscale cameras excepted), so no class can be told by its scenes.
     ``osd``: share of samples with a CCTV on-screen display (:func:`streamwatch.train.degrade.osd`).
+    ``recolour``: share of pictures shown in other colours before any degradation
+    (:func:`streamwatch.train.degrade.recolour`; per group when ``paired``).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     per_class = per_class or {"train": 1500, "val": 150, "test": 300}
@@ -387,7 +400,7 @@ def build_dataset(
         for i in range(first_index * len(CLASS_NAMES), (first_index + n) * len(CLASS_NAMES)):
             label = CLASS_NAMES[i % len(CLASS_NAMES)]
             tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise,
-                          night_share, paired, osd))
+                          night_share, paired, osd, recolour))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     it: Iterable[dict]
@@ -415,6 +428,7 @@ def build_dataset(
         "night_share": night_share,
         "paired": paired,
         "osd": osd,
+        "recolour": recolour,
         "src_dir": str(src_dir),
         "per_class": per_class,
         "classes": list(CLASS_NAMES),

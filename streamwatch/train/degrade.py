@@ -245,6 +245,24 @@ def normal(img: np.ndarray, rng: Rng) -> np.ndarray:
     return out
 
 
+def recolour(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """The same scene in other colours - a scene variation, not a fault.
+
+    The colours turn by 60-300 degrees around the grey axis of CIELAB and their chroma scales by
+    0.8-1.3; lightness, greys and whites stay exactly where they were. A colour cast moves the greys
+    and whites with everything else; a green leaf or an orange sunset does not. Sixty-odd source
+    pictures cannot show every colour a scene may have, so recoloured pictures (of every class)
+    teach that a dominant colour alone is not a cast."""
+    lab = cv2.cvtColor(img, cv2.COLOR_BGR2LAB).astype(np.float32)
+    angle = np.deg2rad(rng.uniform(60.0, 300.0))
+    gain = rng.uniform(0.8, 1.3)
+    a, b = lab[:, :, 1] - 128.0, lab[:, :, 2] - 128.0
+    cos, sin = gain * np.cos(angle), gain * np.sin(angle)
+    lab[:, :, 1] = a * cos - b * sin + 128.0
+    lab[:, :, 2] = a * sin + b * cos + 128.0
+    return cv2.cvtColor(_u8(lab), cv2.COLOR_LAB2BGR)
+
+
 def night(img: np.ndarray, rng: Rng) -> np.ndarray:
     """A colour camera at night, still ``normal``: dark, paler colour, sensor noise well
     below the gaussian_noise threshold (sigma 1.5-6 of 255), often coded at a low bitrate."""
