@@ -249,7 +249,8 @@ def recolour(img: np.ndarray, rng: Rng) -> np.ndarray:
     """The same scene in other colours - a scene variation, not a fault.
 
     The colours turn by 60-300 degrees around the grey axis of CIELAB and their chroma scales by
-    0.8-1.3; lightness, greys and whites stay exactly where they were. A colour cast moves the greys
+    0.8-1.3; greys and whites stay exactly where they were, lightness too except where a turned colour
+    falls outside the sRGB gamut and is clipped. A colour cast moves the greys
     and whites with everything else; a green leaf or an orange sunset does not. Sixty-odd source
     pictures cannot show every colour a scene may have, so recoloured pictures (of every class)
     teach that a dominant colour alone is not a cast."""
