@@ -290,14 +290,15 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
         flipped = True
     else:
         flipped = False
-    # Scene recolour (own generators, so a share of 0 leaves every other draw as it was): the
-    # picture's colours turned around the grey axis, the same for the group's 8 samples and for a
-    # frozen sample's other frame.
-    recolour_key = [seed, SPLITS.index(split), group if paired else index]
+    # Seeds of the picture's optional scene changes (recolour, OSD): the group's when paired. Each
+    # change draws from its own generators, so a share of 0 leaves every other draw as it was.
+    picture_key = [seed, SPLITS.index(split), group if paired else index]
+    # Scene recolour: the picture's colours turned around the grey axis, the same for the group's
+    # 8 samples and for a frozen sample's other frame.
     recoloured = (recolour_share > 0 and not use_mono
-                  and np.random.default_rng([*recolour_key, 12]).random() < recolour_share)
+                  and np.random.default_rng([*picture_key, 12]).random() < recolour_share)
     if recoloured:
-        img = dg.recolour(img, np.random.default_rng([*recolour_key, 13]))
+        img = dg.recolour(img, np.random.default_rng([*picture_key, 13]))
     blocky = pick.random() < 0.25
     if blocky:
         img = dg.blockiness(img, group_rng(8) if paired else pick)
@@ -308,16 +309,15 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
         if flipped:
             other = other[:, ::-1].copy()
         if recoloured:
-            other = dg.recolour(other, np.random.default_rng([*recolour_key, 13]))
-    # On-screen display (own generators, so a share of 0 leaves every other draw as it was): the
-    # group's text and place; drawn under the fault (footage with a burned-in timestamp, degraded
-    # afterwards) or, for faults that happen before a camera draws its OSD, half the time on top.
-    osd_key = [seed, SPLITS.index(split), group if paired else index]
-    has_osd = osd_share > 0 and np.random.default_rng([*osd_key, 9]).random() < osd_share
-    osd_on_top = has_osd and label in dg.OSD_AFTER_FAULT and np.random.default_rng([*osd_key, index, 10]).random() < 0.5
+            other = dg.recolour(other, np.random.default_rng([*picture_key, 13]))
+    # On-screen display: the group's text and place; drawn under the fault (footage with a burned-in
+    # timestamp, degraded afterwards) or, for faults that happen before a camera draws its OSD, half
+    # the time on top.
+    has_osd = osd_share > 0 and np.random.default_rng([*picture_key, 9]).random() < osd_share
+    osd_on_top = has_osd and label in dg.OSD_AFTER_FAULT and np.random.default_rng([*picture_key, index, 10]).random() < 0.5
 
     def draw_osd(picture: np.ndarray) -> np.ndarray:
-        orng = np.random.default_rng([*osd_key, 11])
+        orng = np.random.default_rng([*picture_key, 11])
         return dg.osd(picture, orng, white=label == "monochrome" or src.role == "mono")
 
     if has_osd and not osd_on_top:
