@@ -186,3 +186,28 @@ def test_network_dropout_keeps_the_fusion_working_when_the_network_is_wrong():
     # measured: silent 0.80 -> 0.86, misleading 0.00 -> 0.35 (seeded)
     assert scores[0.5]["silent"] > max(0.8, scores[0.0]["silent"])
     assert scores[0.5]["misleading"] > scores[0.0]["misleading"] + 0.2
+
+
+def test_ensemble_is_the_mean_of_its_members_logits_and_round_trips():
+    rng = np.random.default_rng(1)
+    mean, scale = rng.normal(size=F).astype(np.float32), rng.uniform(0.5, 2, F).astype(np.float32)
+
+    def member(h: int) -> Fusion:
+        return Fusion(mean, scale, rng.normal(size=(h, K)).astype(np.float32), rng.normal(size=K).astype(np.float32),
+                      rng.normal(size=(K + F, h)).astype(np.float32), rng.normal(size=h).astype(np.float32))
+
+    members = [member(4), member(6), member(5)]
+    ensemble = Fusion.ensemble(members)
+    p = rng.dirichlet(np.ones(K), size=7).astype(np.float32)
+    x = rng.normal(size=(7, F)).astype(np.float32)
+    expected = np.mean([m.logits(p, x) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.logits(p, x), expected, rtol=1e-5, atol=1e-4)
+    assert ensemble.hidden_weights.shape == (K + F, 15)
+    # Same metadata format: the daemon loads an ensemble like any one-hidden-layer fusion.
+    back = Fusion.from_json(ensemble.to_json(), K)
+    np.testing.assert_allclose(back.apply(p, x), ensemble.apply(p, x), atol=1e-6)
+    with pytest.raises(ValueError, match="standardised"):
+        Fusion.ensemble([members[0], Fusion(mean + 1, scale, members[1].weights, members[1].bias,
+                                            members[1].hidden_weights, members[1].hidden_bias)])
+    with pytest.raises(ValueError, match="hidden"):
+        Fusion.ensemble([Fusion(mean, scale, np.zeros((K + F, K), np.float32), np.zeros(K, np.float32))])

@@ -145,3 +145,28 @@ def test_export_with_fusion_fitted_on_training_and_validation(run, tmp_path, cap
     assert network_only == json.loads(capsys.readouterr().out)
     assert commands.main(["evaluate", "--data", test_dir, "--model", str(fused_path), "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"accuracy", "per_class", "confusion", "false_alarm_rate"}
+
+
+def test_second_export_reuses_the_network_predictions_and_averages_fusion_fits(run, tmp_path, capsys):
+    """The network's probabilities on a --fuse-on folder are cached by weights digest; an
+    export of the same checkpoint with another fusion setting reuses them, and
+    --fusion-members N ships the average of N fits as one N x wider hidden layer."""
+    args = ["export", "--checkpoint", str(run["out"] / "last.pt"), "--fuse-on", str(run["data"] / "train"),
+            "--variant", "eca_1", "--size", "32", "--tiles", "1", "--threads", "1", "--fusion-hidden", "8"]
+    assert commands.main([*args, "--out", str(tmp_path / "one.onnx")]) == 0
+    capsys.readouterr()
+    cached = sorted((run["data"] / ".cache").glob("train_*_probs_*.npy"))
+    cached = [c for c in cached if not c.name.endswith(".labels.npy")]
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    assert commands.main([*args, "--out", str(tmp_path / "three.onnx"), "--fusion-members", "3"]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[0])["fusion"]
+    assert report["members"] == 3
+    assert cached[0].stat().st_mtime_ns == stamp  # read, not recomputed
+    one, three = Classifier(tmp_path / "one.onnx"), Classifier(tmp_path / "three.onnx")
+    assert one._fusion.hidden_weights.shape[1] == 8 and three._fusion.hidden_weights.shape[1] == 24
+    # member 0 is the single fit (seed 0): its hidden units are the first 8 of the ensemble's
+    np.testing.assert_allclose(three._fusion.hidden_weights[:, :8], one._fusion.hidden_weights, atol=1e-6)
+    assert commands.main([*args, "--out", str(tmp_path / "bad.onnx"), "--fusion-members", "2",
+                          "--fusion-hidden", "0"]) == 2
+    assert "--fusion-hidden" in capsys.readouterr().err and not (tmp_path / "bad.onnx").exists()

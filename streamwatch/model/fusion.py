@@ -325,6 +325,29 @@ class Fusion:
         e = np.exp(logits)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    @classmethod
+    def ensemble(cls, members: "list[Fusion]") -> "Fusion":
+        """One fusion whose logits are the mean of the members' logits.
+
+        Members must share the standardisation (fits on the same rows do) and have a hidden
+        layer. Averaging one-hidden-layer networks is itself one such network: the hidden
+        units side by side, the output weights stacked and divided by the member count -
+        so an ensemble needs no new metadata format and no change in the daemon."""
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0]
+        for m in members:
+            if m.hidden_weights is None or m.hidden_bias is None:
+                raise ValueError("ensemble members need a hidden layer")
+            if not (np.array_equal(m.mean, first.mean) and np.array_equal(m.scale, first.scale)):
+                raise ValueError("ensemble members were standardised differently (fitted on different rows)")
+        k = float(len(members))
+        return cls(first.mean, first.scale,
+                   (np.vstack([m.weights for m in members]) / k).astype(np.float32),
+                   np.mean([m.bias for m in members], axis=0).astype(np.float32),
+                   np.hstack([m.hidden_weights for m in members]).astype(np.float32),
+                   np.concatenate([m.hidden_bias for m in members]).astype(np.float32))
+
     def to_json(self) -> str:
         d = {"features": list(FEATURE_NAMES), "features_version": FEATURES_VERSION, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
              "weights": self.weights.tolist(), "bias": self.bias.tolist()}

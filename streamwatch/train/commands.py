@@ -67,8 +67,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from streamwatch.train.export import export_onnx, load_model, save_state_dict, training_summary
+    from streamwatch.train.export import (FUSION_HIDDEN, FUSION_MEMBERS, export_onnx, load_model, save_state_dict,
+                                          training_summary)
 
+    hidden = FUSION_HIDDEN if args.fusion_hidden is None else args.fusion_hidden
+    # A logistic-regression fusion is one fit (averaging them gains nothing); an ensemble is asked for explicitly.
+    members = (FUSION_MEMBERS if hidden else 1) if args.fusion_members is None else args.fusion_members
+    if members > 1 and not hidden:
+        print("error: --fusion-members > 1 needs a fusion with a hidden layer (--fusion-hidden > 0)", file=sys.stderr)
+        return 2
     geom = _geometry(args)
     model = load_model(args.checkpoint, args.variant, geom)
     training = training_summary(args.data)
@@ -83,11 +90,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         from streamwatch.model.fusion import META_FUSION
         from streamwatch.train.export import fit_fusion_on
 
-        from streamwatch.train.export import FUSION_HIDDEN
-
-        hidden = FUSION_HIDDEN if args.fusion_hidden is None else args.fusion_hidden
         fusion, report = fit_fusion_on(model, args.fuse_on, geom, threads=args.threads, hidden=hidden,
-                                       every=args.fuse_every, progress=True)
+                                       every=args.fuse_every, progress=True, members=members)
         extra_meta[META_FUSION] = fusion.to_json()
         training["fusion"] = report
         print(json.dumps({"fusion": report}))
@@ -219,6 +223,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fuse-every", type=int, default=1, help="use every n-th image of each --fuse-on folder (default 1)")
     p.add_argument("--fusion-hidden", type=int, default=None,
                    help="hidden units of the fusion (0 = logistic regression; default: streamwatch.train.export.FUSION_HIDDEN)")
+    p.add_argument("--fusion-members", type=int, default=None,
+                   help="fusion fits with different seeds averaged into the shipped one (needs --fusion-hidden > 0; "
+                        "default: streamwatch.train.export.FUSION_MEMBERS)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for calibration and fusion (default 2)")
     _add_model_shape(p)
     p.set_defaults(func=cmd_export)

@@ -179,32 +179,47 @@ FUSION_HIDDEN = 64
 #: Share of rows whose network probabilities are hidden in each minibatch of the fusion fit
 #: (:func:`fit_fusion`). Chosen by the same cross-validation (docs/results.md).
 FUSION_NETWORK_DROPOUT = 0.5
+#: Fusion fits (seeds 0..n-1) averaged into the shipped fusion (:meth:`Fusion.ensemble`). One fit's
+#: operating point between ``normal`` and the scene-dependent faults moves with its seed; the
+#: average does not (docs/results.md, session 8).
+FUSION_MEMBERS = 1
 
 
 def fit_fusion_on(model: torch.nn.Module, data_dirs: Path | str | list, geometry: Geometry, threads: int = 2,
-                  hidden: int = FUSION_HIDDEN, every: int = 1, progress: bool = False):
+                  hidden: int = FUSION_HIDDEN, every: int = 1, progress: bool = False,
+                  members: int = FUSION_MEMBERS):
     """Fit :func:`fit_fusion` on the images of ``data_dirs`` (each DIR/<class>/; the training
     and validation splits - never the test split). The network runs on the cached views
     (:func:`streamwatch.train.trainer.views_cache`) and the measurements are cached beside
     them (:func:`~streamwatch.train.trainer.features_cache`). ``every``: use every n-th image
-    of each folder. Returns (fusion, report)."""
-    from streamwatch.train.trainer import features_cache, predict_arrays, views_cache
+    of each folder; ``members``: fits with seeds 0..members-1, averaged (:meth:`Fusion.ensemble`).
+    Returns (fusion, report)."""
+    from streamwatch.model.fusion import Fusion
+    from streamwatch.train.trainer import features_cache, predict_arrays, probabilities_cache, views_cache
 
+    if members > 1 and not hidden:
+        raise ValueError("an ensemble of fusion fits needs a hidden layer (--fusion-hidden > 0)")
     torch.set_num_threads(threads)
     dirs = [Path(d) for d in (data_dirs if isinstance(data_dirs, (list, tuple)) else [data_dirs])]
     probs, feats, labels = [], [], []
     model.eval()
     for d in dirs:
-        views, y = views_cache(d, geometry, workers=threads, progress=progress)
+        step = max(1, every)
+        if step == 1:  # the whole folder: its predictions are worth keeping for the next export
+            p_dir, y = probabilities_cache(model, d, geometry, workers=threads, progress=progress)
+        else:  # basic slicing keeps the memory-mapped views on disk
+            views, y = views_cache(d, geometry, workers=threads, progress=progress)
+            p_dir = predict_arrays(model, views[::step])
         measured, y2 = features_cache(d, workers=threads, progress=progress)
         if len(y2) != len(y) or not (y2 == y).all():
-            raise RuntimeError(f"views and measurements caches of {d} disagree; delete {d.parent / '.cache'}")
-        step = max(1, every)  # basic slicing keeps the memory-mapped views on disk
-        probs.append(predict_arrays(model, views[::step]))
+            raise RuntimeError(f"views, predictions and measurements caches of {d} disagree; delete {d.parent / '.cache'}")
+        probs.append(p_dir)
         feats.append(measured[::step])
         labels.append(y[::step])
     p, f, y = np.concatenate(probs), np.concatenate(feats), np.concatenate(labels)
-    fusion = fit_fusion(p, f, y, hidden=hidden, network_dropout=FUSION_NETWORK_DROPOUT)
+    fits = [fit_fusion(p, f, y, hidden=hidden, network_dropout=FUSION_NETWORK_DROPOUT, seed=seed)
+            for seed in range(max(1, members))]
+    fusion = fits[0] if len(fits) == 1 else Fusion.ensemble(fits)
     fused = fusion.apply(p, f)
     normal = y == CLASS_NAMES.index("normal")
     report = {"data": [str(d) for d in dirs], "every": every, "n": int(len(y)), "hidden": hidden,
@@ -212,7 +227,7 @@ def fit_fusion_on(model: torch.nn.Module, data_dirs: Path | str | list, geometry
               "accuracy_fused": float((fused.argmax(1) == y).mean()),
               "false_alarm_network": float((p[normal].argmax(1) != 0).mean()) if normal.any() else None,
               "false_alarm_fused": float((fused[normal].argmax(1) != 0).mean()) if normal.any() else None,
-              "normal_weight": FUSION_NORMAL_WEIGHT, "network_dropout": FUSION_NETWORK_DROPOUT}
+              "members": len(fits), "normal_weight": FUSION_NORMAL_WEIGHT, "network_dropout": FUSION_NETWORK_DROPOUT}
     return fusion, report
 
 
