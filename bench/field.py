@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="one line per clip (mean probabilities in class order)")
+    ap.add_argument("--save-probs", type=Path, default=None,
+                    help="write every clip's per-sample probabilities here (.npz: scene, label, probs per clip), "
+                         "to study alert thresholds without re-running the model")
     ap.add_argument("--osd", action="store_true",
                     help="cameras with an on-screen display: date/time ticking every second and a camera name "
                          "(streamwatch.train.degrade.osd), on top of optical/sensor faults, under the others")
@@ -68,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     clips = make_clips(specs, args.cache or args.data / ".cache" / "field", args.workers)
     clf = Classifier(args.model, threads=args.workers)
 
+    saved: dict[str, list] = {"scene": [], "label": [], "probs": []}
     tally = {c: {"frames": 0, "right": 0, "key": [0, 0], "p": [0, 0], "clips": 0, "ok": 0, "wrong_as": {}} for c in classes}
     for spec, clip in zip(specs, clips):
         samples = sampled_frames(clip, EVERY)
         probs = clf.predict([f for _, f in samples])
+        saved["scene"].append(spec.scene.name)
+        saved["label"].append(spec.label)
+        saved["probs"].append(probs)
         k = CLASS_NAMES.index(spec.label)
         right = probs.argmax(1) == k
         t = tally[spec.label]
@@ -97,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                      "pframe_accuracy": round(t["p"][0] / max(t["p"][1], 1), 4),
                      "clip_ok": round(t["ok"] / max(t["clips"], 1), 4),
                      "clips": t["clips"], "frames": t["frames"], "wrong_as": t["wrong_as"]} for c, t in tally.items()}
+    if args.save_probs:
+        np.savez(args.save_probs, scene=np.array(saved["scene"]), label=np.array(saved["label"]),
+                 probs=np.stack(saved["probs"]) if len({p.shape for p in saved["probs"]}) == 1
+                 else np.array(saved["probs"], dtype=object))
     frames = sum(t["frames"] for t in tally.values())
     result = {"split": args.split, "osd": args.osd, "scenes": len({s.scene for s in specs}), "clips": len(specs),
               "seconds": args.seconds, "model": str(clf.path), "version": clf.version,
