@@ -297,8 +297,12 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
     # 8 samples and for a frozen sample's other frame.
     recoloured = (recolour_share > 0 and not use_mono
                   and np.random.default_rng([*picture_key, 12]).random() < recolour_share)
+
+    def recolour(picture: np.ndarray) -> np.ndarray:
+        return dg.recolour(picture, np.random.default_rng([*picture_key, 13]))
+
     if recoloured:
-        img = dg.recolour(img, np.random.default_rng([*picture_key, 13]))
+        img = recolour(img)
     blocky = pick.random() < 0.25
     if blocky:
         img = dg.blockiness(img, group_rng(8) if paired else pick)
@@ -309,7 +313,7 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
         if flipped:
             other = other[:, ::-1].copy()
         if recoloured:
-            other = dg.recolour(other, np.random.default_rng([*picture_key, 13]))
+            other = recolour(other)
     # On-screen display: the group's text and place; drawn under the fault (footage with a burned-in
     # timestamp, degraded afterwards) or, for faults that happen before a camera draws its OSD, half
     # the time on top.
