@@ -55,12 +55,48 @@ def test_salt_pepper_fraction():
     assert 0.01 < float((out != 128).any(axis=2).mean()) < 0.03
 
 
-def test_overexposed_clips_large_areas_even_for_dark_scenes():
-    for img in (_scene(), (_scene() * 0.3).astype(np.uint8)):
+def _white(img):
+    return float((img.min(axis=2) >= 254).mean())
+
+
+def _dusk_sky(h=360, w=640):
+    """A deep-blue sky over a dark horizon: x2-3 clips its blue channel over most of the frame
+    long before anything turns white."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h * 3 // 4] = (235, 120, 40)  # BGR: saturated blue
+    img[h * 3 // 4 :] = (30, 35, 40)
+    return img
+
+
+def test_overexposed_blows_large_areas_to_white_even_for_dark_and_coloured_scenes():
+    night = (_scene() * 0.3).astype(np.uint8)
+    for img in (_scene(), night, _dusk_sky()):
         for i in range(10):
             out = dg.overexpose(img, np.random.default_rng(i))
-            assert float((out.max(axis=2) >= 254).mean()) >= 0.12
+            # a night scene may hit the x40 cap first, with the gentlest roll-off
+            assert _white(out) >= (0.03 if img is night else 0.15)
             assert out.mean() > img.mean()
+    # the old criterion (any one channel clipped) was met by the sky at x2 with no white at all
+    lin = (_dusk_sky().astype(np.float32) / 255) ** 2.2
+    assert float((lin.max(axis=2) * 2.0 >= 1.0).mean()) > 0.5 and dg.white_clipped_share(lin, 2.0) == 0.0
+
+
+def test_frozen_is_visible_even_on_a_blank_wall():
+    wall = np.full((288, 352, 3), 180, np.uint8)
+    wall[:, :, 0] = 170
+    for i in range(20):
+        out = dg.frozen(wall, np.random.default_rng(i), other=wall)
+        y0 = int(np.nonzero((out != wall).any(axis=(1, 2)))[0].min())
+        assert np.abs(out[y0:].astype(int) - wall[y0:]).mean() >= dg.FROZEN_MIN_VISIBLE
+
+
+def test_normal_exposure_never_blows_new_areas_to_white():
+    bright = _scene()
+    bright[: bright.shape[0] // 2] = 235  # a sunlit wall just below white
+    before = _white(bright)
+    for i in range(40):
+        out = dg.normal(bright, np.random.default_rng(i))
+        assert _white(out) <= before + dg.NORMAL_MAX_NEW_WHITE + 0.01
 
 
 def test_blur_removes_detail():
