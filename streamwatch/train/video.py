@@ -39,7 +39,7 @@ from streamwatch.train import degrade as dg
 from streamwatch.train.dataset import read_video_frames
 
 #: Bump when the clip recipe changes (clip caches are keyed by it).
-CLIP_VERSION = 1
+CLIP_VERSION = 2  # 2: overexposure blows areas to white (degrade.overexpose)
 FPS = 25
 GOP = 50
 SENSOR_NOISE = 1.5
