@@ -84,7 +84,7 @@ def overexpose(img: np.ndarray, rng: Rng, gain: float | None = None, min_clipped
     g = float(gain if gain is not None else rng.uniform(2.0, 6.0))
     rolloff = float(rng.uniform(0.3, 3.0))
     lin = _to_linear(img)
-    probe = lin[::4, ::4]  # the search on every 16th pixel: the same share, 16x cheaper
+    probe = lin[::4, ::4]  # search on every 16th pixel: about the same share, 16x cheaper
     while g < 40.0 and white_clipped_share(probe, g, rolloff) < min_clipped:
         g *= 1.25
     out = _blown(lin, g, rolloff)
