@@ -77,7 +77,7 @@ def test_overexposed_blows_large_areas_to_white_even_for_dark_and_coloured_scene
             assert _white(out) >= (0.03 if img is night else 0.15)
             assert out.mean() > img.mean()
     # the old criterion (any one channel clipped) was met by the sky at x2 with no white at all
-    lin = (_dusk_sky().astype(np.float32) / 255) ** 2.2
+    lin = dg._to_linear(_dusk_sky())
     assert float((lin.max(axis=2) * 2.0 >= 1.0).mean()) > 0.5 and dg.white_clipped_share(lin, 2.0) == 0.0
 
 
