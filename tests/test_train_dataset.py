@@ -228,6 +228,23 @@ def test_roles_on_the_real_training_footage():
     assert len(seen) == len(set(seen))
 
 
+@pytest.mark.skipif(not (SHARED / "MANIFEST.tsv").exists(), reason="shared training footage not present")
+def test_shallow_depth_of_field_sources_are_dropped_without_moving_the_others():
+    """The MANIFEST's shallow-DOF photographs (macro, bokeh) never give samples; every other
+    source stays in the split it had before the rule existed."""
+    import dataclasses
+
+    srcs = ds.discover_sources(SHARED)
+    shallow = {s.rel for s in srcs if s.shallow_dof}
+    assert {"stills/mate_Blinds.jpg", "stills/mate_LadyBird.jpg", "stills/lomiri_Kleiber_by_Lukas_Baubkus.jpg"} <= shallow
+    assert "stills/opencv_aero1.jpg" not in shallow and "stills/plasma_Path.jpg" not in shallow
+    split = ds.split_sources(srcs, seed=0)
+    before = ds.split_sources([dataclasses.replace(s, shallow_dof=False) for s in srcs], seed=0)
+    for name in ds.SPLITS:
+        assert [s.rel for s in split[name]] == [s.rel for s in before[name] if s.rel not in shallow]
+    assert any(s.rel in shallow for s in before["test"])  # the rule changes the test split, not only train
+
+
 def test_video_samples_are_split_sources_through_h264(footage, tmp_path):
     """``dataset video``: one clip per (source of the split, class), decoded frames as JPEGs;
     colourless sources only give monochrome; deterministic by seed."""

@@ -21,6 +21,12 @@ Labelling rules read from ``MANIFEST.tsv`` (content column) when present:
   until the first sharp one, see ``_first_sharp_shot``);
 * severely compressed footage is excluded (it is neither clean ``normal`` nor
   one of our faults);
+* shallow depth-of-field photographs (macro, bokeh: deliberate defocus) are
+  dropped: most of such a picture is out of focus, so it is neither a clean
+  ``normal`` view nor a ``blurred`` fault, and a surveillance camera (wide depth
+  of field) does not see the world that way. They are dropped *after* the
+  split, so the other sources keep the split they had before this rule (a model
+  trained on an earlier build is never scored on its own training sources);
 * night and low-texture footage stays ``normal``; these few hard negatives
   always go to the training split (the model cannot learn them otherwise).
 
@@ -59,6 +65,8 @@ class Source:
     group: str
     note: str = ""
     force_train: bool = False
+    #: Shallow depth of field (deliberate defocus): takes its place in the split, then is dropped.
+    shallow_dof: bool = False
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
@@ -84,6 +92,9 @@ def _role_from_manifest(fmt: str, content: str) -> tuple[str, str]:
     if "severely compressed" in c or "heavy compression" in c or "heavily compressed" in c:
         return "excluded", "severe compression: neither clean normal nor a fault class"
     return "normal", ""
+
+
+_SHALLOW_DOF = re.compile(r"shallow\s+(dof|depth[- ]of[- ]field)", re.IGNORECASE)
 
 
 def _group_key(rel: str) -> str:
@@ -112,7 +123,10 @@ def discover_sources(src_dir: Path) -> list[Source]:
         hard_negative = role == "normal" and bool(re.search(r"\bnight\b|low[- ]light|low texture|hard negative", content.lower()))
         if hard_negative:
             note = "hard negative for normal (night / low texture): always in train"
-        sources.append(Source(p, rel, kind, role, _group_key(rel), note, force_train=hard_negative))
+        shallow_dof = role == "normal" and bool(_SHALLOW_DOF.search(content))
+        if shallow_dof:
+            note = "shallow depth of field (deliberate defocus): neither clean normal nor blurred, dropped after the split"
+        sources.append(Source(p, rel, kind, role, _group_key(rel), note, force_train=hard_negative, shallow_dof=shallow_dof))
     return sources
 
 
@@ -185,7 +199,10 @@ def load_source(src: Source, max_frames: int = 400) -> None:
 
 
 def split_sources(sources: list[Source], seed: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, list[Source]]:
-    """Assign groups of source files to splits, stratified by (kind, role)."""
+    """Assign groups of source files to splits, stratified by (kind, role).
+
+    Shallow depth-of-field sources are drawn like the others, then left out of the result.
+    """
     rng = np.random.default_rng([seed, 7])
     out: dict[str, list[Source]] = {s: [] for s in SPLITS}
     strata: dict[tuple[str, str], list[str]] = {}
@@ -213,7 +230,7 @@ def split_sources(sources: list[Source], seed: int, fractions: tuple[float, floa
             split = "test" if i < n_test else "val" if i < n_test + n_val else "train"
             out[split].extend(groups[g])
     for k in out:
-        out[k].sort(key=lambda s: s.rel)
+        out[k] = sorted((s for s in out[k] if not s.shallow_dof), key=lambda s: s.rel)
     return out
 
 
@@ -438,7 +455,7 @@ def build_dataset(
         "classes": list(CLASS_NAMES),
         "sources": {split: [{"file": s.rel, "kind": s.kind, "role": s.role, "frames": len(s.frames), "note": s.note}
                             for s in splits[split]] for split in SPLITS},
-        "excluded": [{"file": s.rel, "note": s.note} for s in sources if s.role == "excluded"],
+        "excluded": [{"file": s.rel, "note": s.note} for s in sources if s.role == "excluded" or s.shallow_dof],
         "counts": {split: {c: sum(1 for r in rows if r["split"] == split and r["label"] == c) for c in CLASS_NAMES}
                    for split in SPLITS},
     }
