@@ -8,7 +8,10 @@ For every sample the monitor gathers one confidence per fault:
 * the other image faults: the classifier's class probability when a model is
   loaded; without one, the classical statistics (checks/classical.py) for the
   faults they cover. The classifier outvotes the statistics: they are not mixed.
-* ``signal_lost``: from the sampler's clock, not from a picture.
+* ``signal_lost``: from the sampler's clock (no new frame for ``signal_timeout``), or a
+  video-loss screen - the flat black / blue / grey picture an encoder sends for a missing
+  camera (checks/blank.py) - on :data:`LOSS_SCREEN_SAMPLES` samples in a row. Such a screen
+  is no picture of the scene: its samples leave the image faults and the frozen timer alone.
 
 Active faults are saved in ``state_dir/faults.json`` so a restart neither raises
 a fault twice nor forgets to clear one.
@@ -29,6 +32,7 @@ import numpy as np
 import structlog
 
 from streamwatch import CLASS_NAMES
+from streamwatch.checks.blank import is_video_loss_screen
 from streamwatch.checks.classical import ImageStats, classical_scores, image_stats
 from streamwatch.checks.temporal import FrozenDetector
 from streamwatch.config import CameraConfig, Config
@@ -49,12 +53,22 @@ class _Camera:
     online: bool = True  # until proven otherwise: the first sampler tick decides
     #: Exponentially smoothed classifier probabilities of this camera's recent samples.
     smoothed: np.ndarray | None = None
+    #: Consecutive samples that showed a video-loss screen.
+    loss_screens: int = 0
+
+    @property
+    def shows_loss_screen(self) -> bool:
+        return self.loss_screens >= LOSS_SCREEN_SAMPLES
 
 
 #: Weight of the newest sample in the smoothed classifier probabilities. A single-frame
 #: CNN verdict wobbles by +-0.1 from frame to frame on a steady fault; averaging over the
 #: last few samples keeps a real fault above its threshold and a one-off spike below it.
 SMOOTHING = 0.5
+
+#: Samples in a row that must show a video-loss screen before it counts as ``signal_lost``
+#: (the image faults' default ``raise_after``: one black frame at a cut is no outage).
+LOSS_SCREEN_SAMPLES = 3
 
 
 def fault_confidences(
@@ -169,18 +183,22 @@ class Monitor:
     # -- observations -----------------------------------------------------------------
 
     def observe_signal(self, camera_id: str, lost: bool) -> None:
+        """The sampler's verdict on the camera's frame clock (``lost``: silent for ``signal_timeout``)."""
         with self._lock:
             cam = self._cameras.get(camera_id)
             if cam is None:
                 return
-            events = cam.state.observe({"signal_lost": 1.0 if lost else 0.0}, utc_now())
-            online = not cam.state.faults["signal_lost"].active if "signal_lost" in cam.state.faults else not lost
-            changed = online != cam.online
-            cam.online = online
             if lost:
                 cam.frozen.reset()  # a frozen timer must not run across an outage
                 cam.smoothed = None
-            self._emit(cam, events, force_status=changed)
+            self._observe_signal(cam, lost or cam.shows_loss_screen)
+
+    def _observe_signal(self, cam: _Camera, lost: bool) -> None:
+        events = cam.state.observe({"signal_lost": 1.0 if lost else 0.0}, utc_now())
+        online = not cam.state.faults["signal_lost"].active if "signal_lost" in cam.state.faults else not lost
+        changed = online != cam.online
+        cam.online = online
+        self._emit(cam, events, force_status=changed)
 
     def observe_sample(self, camera_id: str, image: np.ndarray, captured_mono: float,
                        motion: float | None, probabilities: np.ndarray | None) -> None:
@@ -188,6 +206,16 @@ class Monitor:
             cam = self._cameras.get(camera_id)
             if cam is None:
                 return
+            if is_video_loss_screen(image):
+                cam.loss_screens += 1
+                cam.frozen.reset()  # a loss screen never changes; that is not a frozen camera
+                cam.smoothed = None
+                if cam.shows_loss_screen:
+                    self._observe_signal(cam, True)
+                if self._metrics is not None:
+                    self._metrics.samples.labels(camera_id).inc()
+                return
+            cam.loss_screens = 0
             verdict = cam.frozen.update(image, captured_mono, motion)
             smoothed = None
             if probabilities is not None:

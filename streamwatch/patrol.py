@@ -27,7 +27,8 @@ A visit
     samples go through the same batcher (classifier) and monitor as in continuous mode.
 
 Verdicts per visit (``PatrolMonitor``)
-    * ``signal_lost``: the camera could not be opened or gave no frame during its visit.
+    * ``signal_lost``: the camera could not be opened or gave no frame during its visit, or
+      every analysed sample of the visit was a video-loss screen (checks/blank.py).
     * ``frozen``: judged on the samples of one visit only. Each visit gets a fresh
       ``FrozenDetector`` with ``frozen_after`` = 3/4 of the visit's planned span
       (``(samples - 1) * dwell / samples``), fed with the visit's samples in order: the visit
@@ -65,6 +66,7 @@ from typing import Any, Callable
 import numpy as np
 import structlog
 
+from streamwatch.checks.blank import is_video_loss_screen
 from streamwatch.checks.temporal import FrozenDetector, MotionMeter
 from streamwatch.config import CameraConfig, Config, EffectiveFault, mask_url
 from streamwatch.events import Frame, utc_now
@@ -108,6 +110,8 @@ class _Visit:
     last_mono: float | None = None
     frozen: bool = False
     closed_mono: float | None = None
+    #: Samples of this visit that showed a video-loss screen (checks/blank.py).
+    loss_screens: int = 0
 
 
 class PatrolMonitor(Monitor):
@@ -196,6 +200,13 @@ class PatrolMonitor(Monitor):
             visit = self._visits.get(camera_id)
             if cam is None or visit is None:
                 return  # a late result of a visit already decided
+            if is_video_loss_screen(image):
+                # No picture of the scene: counts towards the visit's end, decides nothing else.
+                visit.loss_screens += 1
+                visit.scores.append({})
+                if visit.submitted is not None and len(visit.scores) >= visit.submitted:
+                    self._finish(camera_id)
+                return
             verdict = visit.detector.update(image, captured_mono, motion)
             if visit.first_mono is None:
                 visit.first_mono = captured_mono
@@ -214,7 +225,8 @@ class PatrolMonitor(Monitor):
         cam = self._cameras.get(camera_id)
         if visit is None or cam is None:
             return
-        lost = visit.frames == 0
+        # Every analysed sample a video-loss screen: the recorder has no camera to show.
+        lost = visit.frames == 0 or (visit.loss_screens > 0 and visit.loss_screens == len(visit.scores))
         self.observe_signal(camera_id, lost)
         if lost or not visit.scores:
             return  # no picture, or the batcher dropped every sample: image faults untouched

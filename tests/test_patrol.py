@@ -95,6 +95,21 @@ def test_no_frames_is_signal_lost_after_one_visit(monitor):
     assert monitor.status("cam").online is True
 
 
+def test_a_visit_of_video_loss_screens_is_signal_lost(monitor):
+    """A recorder showing its flat blue loss screen (caption bar included) the whole visit: no
+    picture, so ``signal_lost``; one such sample among pictures is no outage."""
+    screen = np.zeros((180, 320, 3), np.uint8)
+    screen[:] = (159, 40, 16)
+    screen[80:90, 120:200] = 255
+    visit(monitor, [(screen, 0.0)] * 3)
+    assert monitor.sink.events == [("cam", "signal_lost", "raised")]
+    visit(monitor, [(_image(i * 20), 5.0) for i in range(3)], t0=300)
+    assert monitor.sink.events[-1] == ("cam", "signal_lost", "cleared")
+    visit(monitor, [(screen, 0.0), (_image(20), 5.0), (_image(40), 5.0)], t0=600)
+    assert [e for e in monitor.sink.events if e[2] == "raised"] == [("cam", "signal_lost", "raised")]
+    assert monitor.pending_visits() == 0
+
+
 def test_image_faults_need_raise_after_samples_within_one_visit(monitor):
     from streamwatch import CLASS_NAMES
 

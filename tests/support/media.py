@@ -17,7 +17,9 @@ that folder is beside the repo (falls back to ffmpeg's lavfi test sources otherw
 CCTV-style ``YYYY-MM-DD HH:MM:SS`` clock that ticks once per second (``drawtext``; a moving box
 when ffmpeg lacks drawtext), and ``freeze=(a, b)`` replaces every frame from ``a`` s to ``b`` s
 by the frame at ``a`` s (ffmpeg ``freezeframes``), overlay and noise included, as a stuck
-encoder would; the stream stays a normal constant-rate stream throughout. GOPs are fixed
+encoder would; the stream stays a normal constant-rate stream throughout. ``loss_screen=(a, b)``
+shows a DVR's video-loss screen (flat blue, a white caption bar) from ``a`` s to ``b`` s, the
+clock (if any) ticking on top. GOPs are fixed
 (``-g gop -sc_threshold 0``) and there are no B-frames, like typical CCTV encoders.
 
 Fixtures: ``clip_factory(**kwargs) -> Path`` (cached per session by parameters; set
@@ -134,6 +136,7 @@ def make_clip(
     noise: int = 0,
     clock_overlay: bool = False,
     bitrate: str | None = None,
+    loss_screen: tuple[float, float] | None = None,
 ) -> Path:
     """Encode an H.264 mp4 clip with ffmpeg and return its path. See the module docstring."""
     path = Path(path)
@@ -168,6 +171,12 @@ def make_clip(
         chain = ["setsar=1"]
         if content != "testsrc" and noise == 0:
             chain.append("noise=alls=6:allf=t")  # a little texture so it is not synthetic-clean
+    if loss_screen is not None:
+        # A DVR's video-loss screen from start to end: flat DVR blue with a white caption bar
+        # (drawn under the OSD clock, which such a recorder keeps ticking).
+        on = f"enable='between(t,{loss_screen[0]},{loss_screen[1]})'"
+        chain += [f"drawbox=x=0:y=0:w=iw:h=ih:color=0x10289F:t=fill:{on}",
+                  f"drawbox=x=iw*0.4:y=ih*0.46:w=iw*0.2:h=ih*0.05:color=white:t=fill:{on}"]
     chain.append("format=yuv420p")
     if noise:
         chain.append(f"noise=alls={int(noise)}:allf=t")
