@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from streamwatch.checks.classical import halve
+from streamwatch.checks.classical import halve, neutralise_decoder_tint
+from streamwatch.model.borders import active_picture
 
 #: Bumped whenever :func:`make_views_u8` computes anything differently (keys training caches).
 VIEWS_VERSION = 2
@@ -64,6 +65,14 @@ class Geometry:
 
 
 DEFAULT_GEOMETRY = Geometry()
+
+
+def runtime_frame(frame: np.ndarray) -> np.ndarray:
+    """What the classifier looks at in a decoded frame: its active picture (black letterbox bars
+    and clock strips cut away, :func:`~streamwatch.model.borders.active_picture`) after
+    :func:`~streamwatch.checks.classical.neutralise_decoder_tint` (a decoded grey video is grey).
+    Views and fusion measurements are both taken from it, at serving and at training time."""
+    return active_picture(neutralise_decoder_tint(frame))
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:

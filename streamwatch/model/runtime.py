@@ -19,9 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from streamwatch import CLASS_NAMES
-from streamwatch.checks.classical import neutralise_decoder_tint
 from streamwatch.model.fusion import META_FUSION, Fusion, frame_features
-from streamwatch.model.preprocess import Geometry, make_views
+from streamwatch.model.preprocess import Geometry, make_views, runtime_frame
 
 #: Metadata keys written by ``streamwatch export`` and required here.
 META_CLASSES = "streamwatch.classes"
@@ -233,9 +232,9 @@ class Classifier:
         return self._fusion is not None
 
     def frame_inputs(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One frame's network views and (with a fusion) its measurements (after
-        :func:`neutralise_decoder_tint`: a decoded grey video is grey)."""
-        frame = neutralise_decoder_tint(frame)
+        """One frame's network views and (with a fusion) its measurements, both of
+        :func:`~streamwatch.model.preprocess.runtime_frame` (black bars cut away, decoder tint removed)."""
+        frame = runtime_frame(frame)
         return self.preprocess(frame), (frame_features(frame) if self._fusion is not None else None)
 
     def predict(self, frames: Sequence[np.ndarray], map_frames: Callable = map) -> np.ndarray:

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from streamwatch import CLASS_NAMES
-from streamwatch.checks.classical import neutralise_decoder_tint
-from streamwatch.model.preprocess import Geometry, make_views, tile_boxes
+from streamwatch.model.preprocess import Geometry, make_views, runtime_frame, tile_boxes
 from streamwatch.train.export import load_model
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -74,7 +73,8 @@ def explain(image: str | Path, out: str | Path, model_path: str | Path | None = 
             variant, geometry = shipped
     geometry = geometry or Geometry()
     model = load_model(model_path, variant, geometry)
-    views = make_views(neutralise_decoder_tint(img), geometry)  # as Classifier.frame_inputs
+    img = runtime_frame(img)  # what Classifier.frame_inputs looks at: the overlay is drawn on it
+    views = make_views(img, geometry)
     t_idx = CLASS_NAMES.index(target) if target else None
     cams, probs, t = grad_cam(model, views, layer, t_idx)
     hgt, wid = img.shape[:2]

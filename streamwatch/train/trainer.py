@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from streamwatch import CLASS_NAMES
-from streamwatch.checks.classical import neutralise_decoder_tint
 from streamwatch.model.network import build_model, count_parameters
-from streamwatch.model.preprocess import MEAN, STD, VIEWS_VERSION, Geometry, make_views_u8
+from streamwatch.model.preprocess import MEAN, STD, VIEWS_VERSION, Geometry, make_views_u8, runtime_frame
 from streamwatch.train.dataset import list_images
 
 
@@ -59,16 +58,17 @@ class TrainConfig:
 
 
 #: What the runtime does to a frame before views and measurements (``Classifier.frame_inputs``:
-#: :func:`neutralise_decoder_tint`); part of the cache keys, so a change here recomputes them.
-INPUT_VERSION = 1
+#: :func:`~streamwatch.model.preprocess.runtime_frame`); part of the cache keys, so a change here
+#: recomputes them. 2: black edge bars cut away (session 10).
+INPUT_VERSION = 2
 
 
 def _read_as_runtime(path: str) -> np.ndarray:
-    """An image file as ``Classifier.frame_inputs`` would see it (decoder tint removed)."""
+    """An image file as ``Classifier.frame_inputs`` would see it."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise RuntimeError(f"cannot read {path}")
-    return neutralise_decoder_tint(img)
+    return runtime_frame(img)
 
 
 def _views_of_file(args: tuple[str, int, int]) -> np.ndarray:
