@@ -66,7 +66,7 @@ def picture(clip_factory):
 
 
 def close(found: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    return all(abs(a - b) <= STRIDE for a, b in zip(found, expected))
+    return all(abs(a - b) <= 2 * STRIDE for a, b in zip(found, expected))  # probe stride + the margin cut
 
 
 def test_bars_and_strips_are_found(picture):

@@ -80,6 +80,10 @@ def active_area(frame: np.ndarray) -> tuple[int, int, int, int]:
     left, right = _edge_run(cols, col_gap) * STRIDE, _edge_run(cols[::-1], col_gap) * STRIDE
     top, bottom = (top if top >= MIN_BAR * h else 0), (bottom if bottom >= MIN_BAR * h else 0)
     left, right = (left if left >= MIN_BAR * w else 0), (right if right >= MIN_BAR * w else 0)
+    # Rows are probed every STRIDE rows: up to STRIDE - 1 bar rows (and the JPEG ringing row)
+    # can remain beside the picture, and a thin black line under it reads as a torn frame's
+    # seam. Cut STRIDE rows further into the picture on every side that has a bar.
+    top, bottom, left, right = (side + STRIDE if side else 0 for side in (top, bottom, left, right))
     if h - top - bottom < MIN_KEPT * h:
         top = bottom = 0
     if w - left - right < MIN_KEPT * w:
