@@ -76,7 +76,7 @@ def test_bars_and_strips_are_found(picture):
     assert close(active_area(jpeg(pillarbox(picture, 160))), (0, h, 160, 160 + w))
     assert close(active_area(jpeg(clock_strip(picture, 60))), (0, h, 0, w))
     boxed = letterbox(picture, 120)
-    assert active_picture(boxed).shape == picture.shape
+    assert active_picture(boxed).shape[1:] == picture.shape[1:] and abs(active_picture(boxed).shape[0] - picture.shape[0]) <= 2 * STRIDE
     assert active_picture(picture) is picture  # no bars: the frame itself, no copy
 
 
