@@ -14,21 +14,16 @@ import pytest
 
 from streamwatch import CLASS_NAMES
 from streamwatch.model.borders import MIN_KEPT, STRIDE, active_area, active_picture
+from streamwatch.train.dataset import read_video_frames
 
 ASSETS_MODEL = Path(__file__).resolve().parents[1] / "streamwatch" / "assets" / "model.onnx"
 
 
 def decoded_frame(clip, index: int = 10) -> np.ndarray:
-    cap = cv2.VideoCapture(str(clip))
-    frame = None
-    for _ in range(index + 1):
-        ok, f = cap.read()
-        if not ok:
-            break
-        frame = f
-    cap.release()
-    assert frame is not None, clip
-    return frame
+    """Frame ``index`` of an encoded clip (its last frame if it is shorter)."""
+    frames = read_video_frames(clip, index + 1)
+    assert frames, clip
+    return frames[-1]
 
 
 def jpeg(image: np.ndarray, quality: int = 85) -> np.ndarray:
@@ -78,6 +73,8 @@ def test_bars_and_strips_are_found(picture):
     boxed = letterbox(picture, 120)
     assert active_picture(boxed).shape[1:] == picture.shape[1:] and abs(active_picture(boxed).shape[0] - picture.shape[0]) <= 2 * STRIDE
     assert active_picture(picture) is picture  # no bars: the frame itself, no copy
+    grey = cv2.cvtColor(jpeg(letterbox(picture, 120)), cv2.COLOR_BGR2GRAY)  # grey frames, as make_views takes them
+    assert active_area(grey) == active_area(grey[:, :, None]) and close(active_area(grey), (120, 120 + h, 0, w))
 
 
 def test_dark_and_empty_pictures_are_left_whole(clip_factory):

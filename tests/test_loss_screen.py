@@ -18,22 +18,14 @@ import numpy as np
 import pytest
 
 from streamwatch.checks.blank import flat_share, is_video_loss_screen
+from streamwatch.train.video import sampled_frames
 from tests.support.broker import wait_until
 from tests.support.daemon import write_config
 from tests.support.media import ffmpeg_bin
 
 
 def decoded_frames(path: Path, every: int = 1) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames, i = [], 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i % every == 0:
-            frames.append(frame)
-        i += 1
-    cap.release()
+    frames = [frame for _, frame in sampled_frames(path, every)]
     assert frames, f"could not decode {path}"
     return frames
 

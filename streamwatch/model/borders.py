@@ -70,10 +70,11 @@ def active_area(frame: np.ndarray) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) bounds of the picture inside black edge bars (whole frame if
     none), to :data:`STRIDE` pixels (every 16th pixel of the frame is read)."""
     h, w = frame.shape[:2]
-    probe = np.ascontiguousarray(frame[::STRIDE, ::STRIDE])
-    grey = probe if probe.ndim == 2 else cv2.cvtColor(probe[:, :, :3], cv2.COLOR_BGR2GRAY)
-    if grey.ndim == 3:
-        grey = grey[:, :, 0]
+    probe = frame[::STRIDE, ::STRIDE]
+    if probe.ndim == 3 and probe.shape[2] >= 3:  # BGR or BGRA
+        grey = cv2.cvtColor(np.ascontiguousarray(probe[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    else:  # grey, as H x W or H x W x 1 (make_views accepts both)
+        grey = probe.reshape(probe.shape[:2])
     rows, cols = _bar_flags(grey), _bar_flags(grey.T)
     row_gap, col_gap = int(MAX_TEXT_GAP * len(rows)), int(MAX_TEXT_GAP * len(cols))
     top, bottom = _edge_run(rows, row_gap) * STRIDE, _edge_run(rows[::-1], row_gap) * STRIDE
