@@ -479,7 +479,7 @@ def test_events_refused_by_broker_acl_are_kept_and_retried(broker_factory, sink_
         assert collector.on(f"{P}/events") == []
         assert len(sink.spool) == 3
         acl.write_text(ACL_DENY_EVENTS.replace("topic read streamwatch/events", "topic readwrite streamwatch/events"))
-        broker.proc.send_signal(signal.SIGHUP)  # mosquitto reloads its ACL file
+        broker.reload()  # mosquitto reloads its ACL file
         assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= 3, 10)
     assert event_ids(collector) == [f"ev-{i:05d}" for i in range(3)]
     assert wait_until(lambda: len(sink.spool) == 0, 5)

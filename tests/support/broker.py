@@ -137,11 +137,23 @@ class Broker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _log_count(self, line: str) -> int:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace").count(line)
+        except OSError:
+            return 0
+
+    def _logs_to_file(self) -> bool:
+        return "log_dest file" in self.conf_text
+
     def start(self, timeout: float = 10.0) -> Broker:
-        """Start (or restart) on the same port; returns once the port accepts connections."""
+        """Start (or restart) on the same port; returns once the port accepts connections and,
+        when mosquitto logs to its file, once it has logged "running": it opens its listeners
+        before it installs its signal handlers, and a SIGHUP in between kills it."""
         if self.running:
             return self
         deadline = time.monotonic() + timeout
+        running_before = self._log_count(" running\n")
         attempt = 0
         while True:
             attempt += 1
@@ -153,7 +165,7 @@ class Broker:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break  # died: typically the port still bound after a kill; try again
-                if self._accepts():
+                if self._accepts() and (not self._logs_to_file() or self._log_count(" running\n") > running_before):
                     self.starts += 1
                     return self
                 time.sleep(0.02)
@@ -181,6 +193,14 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait(timeout)
         self.proc = None
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """SIGHUP: mosquitto reloads its password and ACL files; returns once it has logged the reload."""
+        assert self.running, "reload() needs a running broker"
+        before = self._log_count("Reloading config.")
+        self.proc.send_signal(signal.SIGHUP)
+        if self._logs_to_file() and not wait_until(lambda: self._log_count("Reloading config.") > before, timeout):
+            raise RuntimeError(f"mosquitto did not reload its config:\n{self.log_tail()}")
 
     def kill(self) -> None:
         self.stop(kill=True)
