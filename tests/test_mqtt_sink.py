@@ -487,6 +487,34 @@ def test_events_refused_by_broker_acl_are_kept_and_retried(broker_factory, sink_
     assert len(refused) == 1 and refused[0]["log_level"] == "error"
 
 
+
+def test_refused_events_are_retried_one_at_a_time_and_stay_in_order(broker_factory, sink_factory, mqtt_collector):
+    """After a refusal only the oldest event is re-sent until the broker takes one: a full window
+    re-sent at once could meet an ACL fixed between two of its events and let later events
+    through before earlier ones (seen in CI: ev-00001 delivered before ev-00000)."""
+    broker = broker_factory(start=False, extra_conf="acl_file {dir}/acl\nlog_type debug\n")
+    acl = broker.workdir / "acl"
+    acl.write_text(ACL_DENY_EVENTS)
+    broker.start()
+    collector = mqtt_collector(broker.host, broker.port, [f"{P}/events"])
+    sink = sink_factory(broker.port)
+    wait_connected(sink)
+    for i in range(5):
+        sink.publish_event(event(i))
+
+    def denied() -> int:  # mosquitto's debug log has one "Denied PUBLISH" line per refused event
+        return sum("Denied PUBLISH" in line and f"'{P}/events'" in line for line in broker.log_tail(100_000).splitlines())
+
+    assert wait_until(lambda: denied() >= 1, 5)
+    time.sleep(4.5)  # retries 1 s and 3 s after the first refusal (backoff 1, 2, 4 s)
+    # Up to five in the first window, then one per retry; whole windows again would be >= 15.
+    assert 3 <= denied() <= 8, broker.log_tail(60)
+    acl.write_text(ACL_DENY_EVENTS.replace("topic read streamwatch/events", "topic readwrite streamwatch/events"))
+    broker.reload()
+    assert collector.wait_for(lambda c: len(c.on(f"{P}/events")) >= 5, 15)
+    assert event_ids(collector) == [f"ev-{i:05d}" for i in range(5)]
+    assert wait_until(lambda: len(sink.spool) == 0, 5)
+
 # -- TLS and passwords ---------------------------------------------------------------------------
 
 

@@ -19,7 +19,9 @@ Two kinds of traffic, two delivery rules:
   nothing newer is sent until those are acknowledged, so order holds across outages; a
   crash or stop leaves unacknowledged events in the spool for the next run. Guarantee:
   at least once, in order; a duplicate (same ``id``) is possible only for an event whose
-  PUBACK was lost with the connection.
+  PUBACK was lost with the connection. An event the broker refuses (MQTT 5 reason code,
+  e.g. an ACL) stays in the spool and is re-sent with backoff, alone, until the broker
+  takes one again: a fixed ACL then lets the events through in their order.
 
 Never blocks the caller on the network; never raises from paho callbacks; logs one line
 per connect and per disconnect, and one per outage for failed reconnects (not per retry).
@@ -134,6 +136,9 @@ class MQTTSink:
         self._retry_at = 0.0
         self._retry_delay = 0.0
         self._refused_logged = False
+        # After a refused PUBLISH events go one at a time until one is accepted: with a full window
+        # in flight, an ACL fixed mid-window would let later events through before the refused one.
+        self._probing = False
         self._delivery: threading.Thread | None = None
 
     # -- read-only state (health checks, metrics) ----------------------------------------
@@ -563,6 +568,7 @@ class MQTTSink:
                 # The broker refused it (MQTT 5 reason code, e.g. not authorised): keep it and
                 # send it again later, with backoff. Never dropped silently.
                 self._retry_from = key if self._retry_from is None else min(self._retry_from, key)
+                self._probing = True
                 self._retry_delay = min(max(self._retry_delay * 2, 1.0), 60.0)
                 self._retry_at = time.monotonic() + self._retry_delay
                 if not self._refused_logged:
@@ -580,6 +586,7 @@ class MQTTSink:
             if self._retry_from is None:
                 self._retry_delay = 0.0
                 self._refused_logged = False
+                self._probing = False
 
     def _send_more(self) -> None:
         if self._retry_from is not None:
@@ -590,7 +597,7 @@ class MQTTSink:
         generation = self._generation
         if any(gen != generation for _, gen, _ in self._inflight.values()):
             return  # paho is re-sending the previous connection's events; keep the order
-        room = self.max_inflight - len(self._inflight)
+        room = (1 if self._probing else self.max_inflight) - len(self._inflight)
         if room <= 0:
             return
         assert self._client is not None
