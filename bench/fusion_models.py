@@ -57,7 +57,7 @@ def measure_split(clf, data: Path, split: str, flip: bool = False, every: int = 
 def line(name: str, probabilities: np.ndarray, labels: np.ndarray) -> str:
     pred = probabilities.argmax(1)
     per_class = [(pred[labels == k] == k).mean() * 100 for k in range(len(CLASS_NAMES))]
-    return (f"{name:34s} acc {100 * (pred == labels).mean():6.2f}  FAR {100 * (pred[labels == 0] != 0).mean():6.2f}  | "
+    return (f"{name:36s} acc {100 * (pred == labels).mean():6.2f}  FAR {100 * (pred[labels == 0] != 0).mean():6.2f}  | "
             + " ".join(f"{v:5.1f}" for v in per_class))
 
 
