@@ -65,6 +65,32 @@ def _identity_fusion() -> Fusion:
     return Fusion(np.zeros(F, np.float32), np.ones(F, np.float32), weights, np.zeros(K, np.float32))
 
 
+def _blocks(seed: int) -> np.ndarray:
+    """A dead-leaves 720p picture: thousands of overlapping flat rectangles, the textbook
+    stand-in for natural image statistics (edges at every position and scale)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((720, 1280, 3), 128, np.uint8)
+    for _ in range(3000):
+        x, y = int(rng.integers(-40, 1280)), int(rng.integers(-40, 720))
+        size = rng.integers(8, 120, 2)
+        cv2.rectangle(img, (x, y), (x + int(size[0]), y + int(size[1])), tuple(int(v) for v in rng.integers(0, 256, 3)), -1)
+    return img
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_shifted_continuation_tells_a_torn_frame_from_a_horizon(seed):
+    clean = _blocks(seed)
+    torn = clean.copy()
+    torn[430:] = np.roll(clean[430:], 150, axis=1)  # the lower part from a frame shifted sideways
+    horizon = clean.copy()
+    horizon[430:] = _blocks(seed + 100)[430:]  # a step into other content, shifted from nothing above
+    score = {name: dict(zip(FEATURE_NAMES, frame_features(img)))["shifted_continuation"]
+             for name, img in (("clean", clean), ("torn", torn), ("horizon", horizon))}
+    assert score["torn"] > 0.6, score
+    assert score["torn"] > score["clean"] + 0.4, score
+    assert score["torn"] > score["horizon"] + 0.2, score
+
+
 def test_json_round_trip_and_shape_checks():
     fusion = _identity_fusion()
     back = Fusion.from_json(fusion.to_json(), K)

@@ -32,7 +32,7 @@ from streamwatch.checks.classical import measure
 META_FUSION = "streamwatch.fusion"
 
 #: Bumped whenever :func:`frame_features` computes anything differently (keys training caches).
-FEATURES_VERSION = 5
+FEATURES_VERSION = 6
 
 #: Names of :func:`frame_features`' outputs, in order.
 FEATURE_NAMES = (
@@ -53,7 +53,8 @@ FEATURE_NAMES = (
     "log_impulse_permille", "log_impulse_40", "log_impulse_extreme", "log_impulse_colour", "log_impulse_isolated",
     # broken decodes (320 px grey rows, 16 px blocks of the 640 px copy's lower half)
     "smeared_rows", "log_row_tear", "smear_run", "vertical_run", "log_lower_upper", "log_tear_prominence",
-    "tear_width", "tear_position", "seam_step", "seam_columns", "flat_16", "green_flat", "grey_flat", "green_blocks",
+    "tear_width", "tear_position", "seam_step", "seam_columns", "shifted_continuation", "shifted_match",
+    "flat_16", "green_flat", "grey_flat", "green_blocks",
     "flat_block_rows",
 )
 
@@ -266,9 +267,10 @@ def frame_features(image: np.ndarray) -> np.ndarray:
         thin = (row_step[2:-2] + 1.0) / (around + 1.0)
         at = int(np.argmax(thin)) + 2
         columns = float((steps[at].astype(np.int16) > steps[at - 2].astype(np.int16) + steps[at + 2] + 4).mean())
-        f += [float(np.log(thin.max())), columns]
+        candidates = np.argsort(thin)[-3:] + 2
+        f += [float(np.log(thin.max())), columns, *_shifted_continuation(grey, candidates)]
     else:
-        f += [0.0, 0.0]
+        f += [0.0, 0.0, 0.0, 0.0]
     lower_half = medium[medium.shape[0] // 2 :]
     bh, bw = lower_half.shape[0] // 16, lower_half.shape[1] // 16
     if bh and bw:
@@ -281,6 +283,45 @@ def frame_features(image: np.ndarray) -> np.ndarray:
     else:
         f += [0.0] * 5
     return np.nan_to_num(np.asarray(f, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _strip_match(strip: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Best normalised cross-correlation of ``strip`` (rows, width) at each sideways shift
+    against every vertical position of ``above`` (rows, wider): one score per shift."""
+    scores = cv2.matchTemplate(above, strip, cv2.TM_CCOEFF_NORMED)  # (positions, shifts)
+    return np.nan_to_num(scores, nan=-1.0).max(axis=0)
+
+
+def _shifted_continuation(grey: np.ndarray, seams: np.ndarray) -> tuple[float, float]:
+    """Does the picture below a candidate seam continue the picture above it *shifted sideways*?
+
+    A torn frame's lower part is another frame displaced by some pixels: just below the
+    seam, the rows match content above the seam at a sideways shift far better than straight
+    down. A natural horizontal edge (a shoreline, a roof line) continues nothing above it at
+    any shift. Returns the largest (shifted - straight) correlation gain over ``seams`` and
+    the shifted correlation itself (640 px grey). Why only the middle 30 % of the width is
+    matched: the search needs room for shifts of up to 35 % of the width on both sides
+    (broken decodes displace by 4-30 %) without padding artefacts."""
+    h, w = grey.shape
+    strip_rows, above_rows = 6, max(8, int(0.12 * h))
+    margin = int(0.35 * w)
+    min_shift = max(3, int(0.02 * w))
+    best_gain, best_match = 0.0, 0.0
+    for seam in seams:
+        seam = int(seam)
+        if seam + 1 + strip_rows > h or seam - above_rows < 0 or margin < min_shift + 1:
+            continue
+        strip = grey[seam + 1 : seam + 1 + strip_rows, margin : w - margin].astype(np.float32)
+        if float(strip.std()) < 2.0:  # a flat strip matches anything; nothing to learn here
+            continue
+        above = grey[seam - above_rows : seam + 1, :].astype(np.float32)
+        scores = _strip_match(strip, above)  # shift index s means an offset of s - margin px
+        offsets = np.abs(np.arange(scores.size) - margin)
+        straight = float(scores[offsets < min_shift].max())
+        shifted = float(scores[offsets >= min_shift].max()) if np.any(offsets >= min_shift) else -1.0
+        if shifted - straight > best_gain:
+            best_gain, best_match = shifted - straight, max(shifted, 0.0)
+    return best_gain, best_match
 
 
 def _block_std(image: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
