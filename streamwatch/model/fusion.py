@@ -308,9 +308,11 @@ def _shifted_continuation(grey: np.ndarray, seams: np.ndarray) -> tuple[float, f
     margin = int(0.35 * w)
     min_shift = max(3, int(0.02 * w))
     best_gain, best_match = 0.0, 0.0
+    if margin <= min_shift:  # too narrow to tell a shift from none
+        return best_gain, best_match
     for seam in seams:
         seam = int(seam)
-        if seam + 1 + strip_rows > h or seam - above_rows < 0 or margin < min_shift + 1:
+        if seam + 1 + strip_rows > h or seam - above_rows < 0:
             continue
         strip = grey[seam + 1 : seam + 1 + strip_rows, margin : w - margin].astype(np.float32)
         if float(strip.std()) < 2.0:  # a flat strip matches anything; nothing to learn here
@@ -319,7 +321,7 @@ def _shifted_continuation(grey: np.ndarray, seams: np.ndarray) -> tuple[float, f
         scores = _strip_match(strip, above)  # shift index s means an offset of s - margin px
         offsets = np.abs(np.arange(scores.size) - margin)
         straight = float(scores[offsets < min_shift].max())
-        shifted = float(scores[offsets >= min_shift].max()) if np.any(offsets >= min_shift) else -1.0
+        shifted = float(scores[offsets >= min_shift].max())
         if shifted - straight > best_gain:
             best_gain, best_match = shifted - straight, max(shifted, 0.0)
     return best_gain, best_match
