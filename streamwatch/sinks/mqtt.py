@@ -363,6 +363,11 @@ class MQTTSink:
                 self._connected_at = time.monotonic()
                 self._unreachable_logged = False
                 self._connack_refused_logged = False
+                if self.config.discovery.enabled:
+                    # Subscribe before publishing discovery: the broker handles one client's packets in
+                    # order, so whoever sees our discovery can rely on a Home Assistant birth message
+                    # sent after it reaching us (it used to be lost when it beat the SUBSCRIBE).
+                    client.subscribe(self.ha_status_topic, qos=1)
                 self._publish(self.availability_topic, ONLINE, qos=1, retain=True)
                 for topic in sorted(self._tombstones):
                     self._publish(topic, b"", qos=0, retain=True)
@@ -371,8 +376,6 @@ class MQTTSink:
                 for cam_id, status in self._status.items():
                     if cam_id not in self._removed:
                         self._publish_camera_state(status)
-                if self.config.discovery.enabled:
-                    client.subscribe(self.ha_status_topic, qos=1)
             log.info(
                 "mqtt connected",
                 host=self.config.host,
