@@ -7,13 +7,16 @@ inside the frame; one random draw per image, fixed by ``--seed``) and is JPEG-co
 
 * ``clean``: the picture only re-coded (the baseline for the other three);
 * ``black_mask`` / ``grey_mask``: the rectangle filled with black / mid-grey, as cameras draw them;
-* ``inpainted``: the black rectangle filled from its surroundings (OpenCV Telea inpainting at a
-  quarter of the resolution) - an upper bound on what a configured mask region could recover
-  if the daemon filled it before classifying.
+* ``filled``: the black rectangle declared as the camera's mask region (``cameras[].masks`` in
+  the config) and filled from its surroundings before classifying, as the daemon does
+  (``streamwatch.model.masks.fill_regions``: Telea inpainting on a reduced copy of the region).
 
-Prints the share called ``normal`` and the classes the rest were called, per version.
+Prints, per class and version, the share called the true class (``--all-classes``: the fault
+pictures too - a filled mask must not hide a fault) and what the normal pictures were called.
 
-    python bench/privacy_masks.py --data /work/scratch/model/ds_v3/test [--model PATH] [--seed 0] [--json]
+    python bench/privacy_masks.py --data /work/scratch/model/ds_v3/test [--all-classes] [--every N]
+        [--model PATH] [--seed 0] [--json]
+    python bench/privacy_masks.py --data /work/scratch/model/ds_v3/test --cost
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamwatch import CLASS_NAMES  # noqa: E402
+from streamwatch.config import MaskRegion  # noqa: E402
+from streamwatch.model.masks import fill_regions  # noqa: E402
 
-VERSIONS = ("clean", "black_mask", "grey_mask", "inpainted")
+VERSIONS = ("clean", "black_mask", "grey_mask", "filled")
 
 
 def mask_rectangle(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -44,28 +49,46 @@ def mask_rectangle(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[in
     return int(rng.integers(0, w - mw)), int(rng.integers(0, h - mh)), mw, mh
 
 
-def inpaint(image: np.ndarray, rect: tuple[int, int, int, int], scale: int = 4) -> np.ndarray:
-    """The rectangle filled from its surroundings (Telea, at 1/scale resolution for speed)."""
-    h, w = image.shape[:2]
-    x, y, mw, mh = rect
-    mask = np.zeros((h, w), np.uint8)
-    mask[y : y + mh, x : x + mw] = 255
-    small = cv2.inpaint(cv2.resize(image, (w // scale, h // scale), interpolation=cv2.INTER_AREA),
-                        cv2.resize(mask, (w // scale, h // scale), interpolation=cv2.INTER_NEAREST),
-                        3, cv2.INPAINT_TELEA)
-    out = image.copy()
-    out[mask > 0] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)[mask > 0]
-    return out
-
-
 def versions(image: np.ndarray, rect: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
     x, y, mw, mh = rect
     black, grey = image.copy(), image.copy()
     black[y : y + mh, x : x + mw] = 0
     grey[y : y + mh, x : x + mw] = 128
-    out = {"clean": image, "black_mask": black, "grey_mask": grey, "inpainted": inpaint(black, rect)}
+    h, w = image.shape[:2]
+    region = MaskRegion(x=x / w, y=y / h, width=mw / w, height=mh / h)
+    out = {"clean": image, "black_mask": black, "grey_mask": grey, "filled": fill_regions(black, [region])}
     return {name: cv2.imdecode(cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
             for name, im in out.items()}
+
+
+def cost(data: Path, model: Path | None, rounds: int = 7, repeat: int = 10) -> int:
+    """Median ratio of filling one mask to classifying the frame (one thread each, alternated
+    in one process: the machine's noise hits both alike)."""
+    import statistics
+    import time
+
+    from streamwatch.model.runtime import Classifier
+
+    cv2.setNumThreads(1)
+    first = sorted((data / "normal").glob("*.jpg"))[0]
+    frame = cv2.resize(cv2.imread(str(first), cv2.IMREAD_COLOR), (1920, 1080))
+    regions = [MaskRegion(x=0.55, y=0.15, width=0.3, height=0.3)]
+    classifier = Classifier(model, threads=1)
+    classifier.predict([frame]), fill_regions(frame, regions)
+    ratios = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(repeat):
+            fill_regions(frame, regions)
+        fill = (time.perf_counter() - started) / repeat
+        started = time.perf_counter()
+        for _ in range(repeat):
+            classifier.predict([frame])
+        predict = (time.perf_counter() - started) / repeat
+        ratios.append(fill / predict)
+        print(f"fill {fill * 1000:.2f} ms, classify {predict * 1000:.2f} ms")
+    print(f"fill / classify, median of {rounds}: {statistics.median(ratios):.3f}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,31 +96,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="a split folder with a normal/ sub-folder")
     ap.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--all-classes", action="store_true",
+                    help="also mask the fault pictures (does filling a mask hide a fault?)")
+    ap.add_argument("--every", type=int, default=1, help="use every n-th image of each class")
+    ap.add_argument("--cost", action="store_true",
+                    help="only time filling one 9 %% mask of a 1080p frame against classifying that frame")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     from streamwatch.model.runtime import Classifier
 
+    if args.cost:
+        return cost(args.data, args.model)
     classifier = Classifier(args.model, threads=2)
     rng = np.random.default_rng(args.seed)
-    paths = sorted((args.data / "normal").glob("*.jpg"))
-    if not paths:
-        ap.error(f"no normal/*.jpg under {args.data}")
-    called: dict[str, collections.Counter] = {v: collections.Counter() for v in VERSIONS}
-    for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        made = versions(image, mask_rectangle(image.shape, rng))
-        probs = classifier.predict([made[v] for v in VERSIONS])
-        for v, p in zip(VERSIONS, probs):
-            called[v][CLASS_NAMES[int(np.argmax(p))]] += 1
-    report = {"data": str(args.data), "images": len(paths), "seed": args.seed,
-              "normal_share": {v: called[v]["normal"] / len(paths) for v in VERSIONS},
-              "called": {v: dict(called[v].most_common()) for v in VERSIONS}}
+    classes = [c for c in CLASS_NAMES if (args.data / c).is_dir()] if args.all_classes else ["normal"]
+    report: dict = {"data": str(args.data), "seed": args.seed, "classes": {}}
+    for label in classes:
+        paths = sorted((args.data / label).glob("*.jpg"))[:: args.every]
+        if not paths:
+            ap.error(f"no {label}/*.jpg under {args.data}")
+        called: dict[str, collections.Counter] = {v: collections.Counter() for v in VERSIONS}
+        for path in paths:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            made = versions(image, mask_rectangle(image.shape, rng))
+            probs = classifier.predict([made[v] for v in VERSIONS])
+            for v, p in zip(VERSIONS, probs):
+                called[v][CLASS_NAMES[int(np.argmax(p))]] += 1
+        report["classes"][label] = {
+            "images": len(paths),
+            "right": {v: called[v][label] / len(paths) for v in VERSIONS},
+            "called": {v: dict(called[v].most_common()) for v in VERSIONS},
+        }
     if args.json:
         print(json.dumps(report))
     else:
-        for v in VERSIONS:
-            print(f"{v:11s} normal {report['normal_share'][v] * 100:5.1f} %   {report['called'][v]}")
+        print(f"{'class':15s} {'n':>4s} " + " ".join(f"{v:>11s}" for v in VERSIONS) + "   (% called the true class)")
+        for label, r in report["classes"].items():
+            print(f"{label:15s} {r['images']:4d} " + " ".join(f"{r['right'][v] * 100:10.1f}%" for v in VERSIONS))
+        for v in VERSIONS[1:]:
+            print(f"normal pictures, {v}: {report['classes']['normal']['called'][v]}")
     return 0
 
 

@@ -52,8 +52,12 @@ class Batcher:
         max_queue: int = 64,
         metrics: Metrics | None = None,
         preprocess_workers: int = 1,
+        prepare: Callable[[Sample], np.ndarray] | None = None,
     ):
         self._classifier = classifier
+        #: The picture the classifier sees of a sample (default: the frame as decoded; the daemon
+        #: fills privacy masks here). Runs in the pre-processing pool.
+        self._prepare = prepare
         self._preprocess_workers = preprocess_workers
         self._pool: ThreadPoolExecutor | None = None
         self._on_result = on_result
@@ -128,9 +132,10 @@ class Batcher:
             probabilities: np.ndarray | list[None] = [None] * len(batch)
             if classifier is not None:
                 started = time.monotonic()
+                map_frames = self._pool.map if self._pool is not None else map
                 try:
-                    probabilities = classifier.predict([s.frame.image for s in batch],
-                                                       map_frames=self._pool.map if self._pool is not None else map)
+                    frames = list(map_frames(self._prepare, batch)) if self._prepare else [s.frame.image for s in batch]
+                    probabilities = classifier.predict(frames, map_frames=map_frames)
                 except Exception:
                     log.exception("classifier_failed", batch=len(batch))
                 if self._metrics is not None:

@@ -236,6 +236,28 @@ class DefaultsConfig(_Strict):
     _faults_known = field_validator("faults")(_check_fault_names)
 
 
+class MaskRegion(_Strict):
+    """A privacy-mask rectangle of a camera, in fractions of the frame (0..1 from the top-left
+    corner), so it holds for the main and the sub-stream alike. The classifier sees it filled
+    from its surroundings (``streamwatch.model.masks``)."""
+
+    x: float = Field(ge=0.0, lt=1.0)
+    y: float = Field(ge=0.0, lt=1.0)
+    width: float = Field(gt=0.0, le=1.0)
+    height: float = Field(gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _inside_frame(self) -> "MaskRegion":
+        if self.x + self.width > 1.0 + 1e-9 or self.y + self.height > 1.0 + 1e-9:
+            raise ValueError(
+                f"mask x + width ({self.x + self.width:g}) and y + height ({self.y + self.height:g}) must be "
+                "at most 1: regions are fractions of the frame"
+            )
+        if self.width * self.height > 0.5:
+            raise ValueError("a mask may cover at most half of the frame (the classifier judges the rest)")
+        return self
+
+
 class CameraConfig(_Strict):
     id: str = Field(pattern=CAMERA_ID_PATTERN)
     url: str = Field(min_length=1)
@@ -251,6 +273,8 @@ class CameraConfig(_Strict):
     rtsp_transport: Literal["tcp", "udp"] | None = None
     decode: DecodeMode | None = None
     faults: FaultMap = Field(default_factory=dict)
+    #: Privacy-mask regions, filled before classification (streamwatch.model.masks).
+    masks: list[MaskRegion] = Field(default_factory=list, max_length=32)
 
     _faults_known = field_validator("faults")(_check_fault_names)
 

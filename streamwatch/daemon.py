@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import structlog
 
 from streamwatch.batcher import Batcher
 from streamwatch.config import CameraConfig, Config, ConfigError, load_config, mask_url
 from streamwatch.metrics import DaemonCollector, Metrics
+from streamwatch.model.masks import fill_regions
 from streamwatch.monitor import Monitor
 from streamwatch.reservoir import Reservoir
 from streamwatch.sampling import Sample, Sampler
@@ -163,10 +165,17 @@ def prepare_state_dir(path: Path) -> None:
         raise StartupError(f"state_dir {path}: not writable ({exc.strerror or exc})") from None
 
 
+def mask_table(config: Config) -> dict[str, tuple]:
+    """camera id -> its privacy-mask regions, for the cameras that have any."""
+    return {camera.id: tuple(camera.masks) for camera in config.cameras if camera.masks}
+
+
 class Daemon:
     def __init__(self, config_path: Path, config: Config):
         self.config_path = config_path
         self.config = config
+        #: camera id -> privacy-mask regions; replaced as a whole on reload (read by the batcher)
+        self._masks = mask_table(config)
         self._notifier = _Notifier()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -221,6 +230,7 @@ class Daemon:
             max_wait=config.model.max_wait,
             metrics=self.metrics,
             preprocess_workers=config.model.preprocess_workers,
+            prepare=self.classifier_picture,
         )
         self.metrics.add_collector(
             DaemonCollector(
@@ -251,6 +261,11 @@ class Daemon:
         self.monitor.observe_sample(sample.camera_id, frame.image, frame.captured_mono, frame.motion, probabilities)
 
     # -- cameras ------------------------------------------------------------------------
+
+    def classifier_picture(self, sample: Sample) -> np.ndarray:
+        """The frame as the classifier sees it: the camera's privacy masks filled."""
+        regions = self._masks.get(sample.camera_id)
+        return fill_regions(sample.frame.image, regions) if regions else sample.frame.image
 
     def _start_camera(self, camera: CameraConfig) -> None:
         from streamwatch.checks.temporal import MotionMeter
@@ -396,6 +411,7 @@ class Daemon:
         if new.patrol != self.config.patrol:
             log.warning("reload_section_needs_restart", section="patrol")
             new.patrol = self.config.patrol
+        self._masks = mask_table(new)
         if self.patrol is not None:
             self._reload_patrol(new)
             return
