@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -34,6 +35,28 @@ import pytest
 from tests.support.broker import free_port, wait_until
 from tests.support.daemon import write_config
 from tests.support.media import ffmpeg_bin
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _systemd_stop_timeout() -> float:
+    """TimeoutStopSec of the shipped unit: how long systemd waits after SIGTERM before it kills."""
+    unit = (REPO / "deploy" / "streamwatch.service").read_text()
+    return float(re.search(r"^TimeoutStopSec=(\d+)", unit, re.M).group(1))
+
+
+#: The daemon process must be gone before systemd would kill it. Its own shutdown (readers,
+#: pipeline, sinks) has a 4.5 s budget and is checked on its log line separately; process exit
+#: on top of it (interpreter finalisation with 9 cameras' decoders) took up to 3.6 s more on a
+#: loaded 2-core CI machine, so a fixed 6 s here measured the machine, not the daemon.
+STOP_LIMIT = _systemd_stop_timeout()
+
+
+def _stopped_cleanly(daemon) -> None:
+    """SIGTERM: the process exits within systemd's stop timeout, its shutdown within budget."""
+    assert daemon.stop() < STOP_LIMIT
+    stopped = [e for e in daemon.log_events() if e.get("event") == "daemon_stopped"]
+    assert stopped and stopped[-1]["seconds"] <= 5.0, stopped
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +220,7 @@ def test_camera_faults_do_not_disturb_the_other_cameras_and_leak_nothing(
     assert last["rss_mb"] - figures[2][1]["rss_mb"] < 40, figures
     # Damaged packets are skipped by the decoder, not answered with a reconnect.
     assert [e for e in d.log_events() if e.get("camera") == "corrupt" and e.get("event") == "camera_disconnected"] == []
-    assert d.stop() < 6
+    _stopped_cleanly(d)
     text = d.log_text()
     assert "Traceback" not in text
     assert text.count('"event": "daemon_started"') == 1
@@ -250,7 +273,7 @@ def test_broker_down_60s_under_load_and_daemon_killed_during_the_outage(
     assert second.wait_log("mqtt connected", timeout=45), second.log_text()[-3000:]
     reconnected = time.monotonic() - outage_started
     time.sleep(12)  # the backlog drains and new transitions keep coming
-    assert second.stop() < 6
+    _stopped_cleanly(second)
     stopped = second.wait_log("mqtt sink stopped", timeout=1)
     assert stopped is not None and stopped["undelivered_events"] == 0, stopped
     time.sleep(1)
@@ -383,6 +406,6 @@ def test_state_dir_full_or_read_only_at_run_time(tmp_path, tmpfs, clip_factory, 
     saved_before = (state / "faults.json").stat().st_mtime_ns if (state / "faults.json").exists() else 0
     assert wait_until(lambda: (state / "faults.json").exists()
                       and (state / "faults.json").stat().st_mtime_ns != saved_before, 30)
-    assert d.stop() < 6
+    _stopped_cleanly(d)
     _check_not_corrupt(state)
     assert "Traceback" not in d.log_text()
