@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="only time filling one 9 %% mask of a 1080p frame against classifying that frame")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.cost:
+        return cost(args.data, args.model)
 
     from streamwatch.model.runtime import Classifier
 
-    if args.cost:
-        return cost(args.data, args.model)
     classifier = Classifier(args.model, threads=2)
     rng = np.random.default_rng(args.seed)
     classes = [c for c in CLASS_NAMES if (args.data / c).is_dir()] if args.all_classes else ["normal"]

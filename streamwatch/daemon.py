@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from streamwatch.batcher import Batcher
-from streamwatch.config import CameraConfig, Config, ConfigError, load_config, mask_url
+from streamwatch.config import CameraConfig, Config, ConfigError, MaskRegion, load_config, mask_url
 from streamwatch.metrics import DaemonCollector, Metrics
 from streamwatch.model.masks import fill_regions
 from streamwatch.monitor import Monitor
@@ -165,7 +165,7 @@ def prepare_state_dir(path: Path) -> None:
         raise StartupError(f"state_dir {path}: not writable ({exc.strerror or exc})") from None
 
 
-def mask_table(config: Config) -> dict[str, tuple]:
+def mask_table(config: Config) -> dict[str, tuple[MaskRegion, ...]]:
     """camera id -> its privacy-mask regions, for the cameras that have any."""
     return {camera.id: tuple(camera.masks) for camera in config.cameras if camera.masks}
 

@@ -95,9 +95,8 @@ def test_config_masks_reach_the_classifier_through_the_batcher(tmp_path: Path, s
     )
     config = load_config(config_file)
     assert set(mask_table(config)) == {"masked"}
-    daemon = Daemon(config_file, config)  # not started: only its picture for the classifier is used
-
-    classifier = Classifier()
+    daemon = Daemon(config_file, config)  # not started: only its classifier and its picture for it are used
+    classifier = daemon.classifier
     image = blacked_out(stills[0], REGION)
     expected = {"masked": classifier.predict([fill_regions(image, [REGION])])[0],
                 "plain": classifier.predict([image])[0]}
@@ -119,5 +118,6 @@ def test_config_masks_reach_the_classifier_through_the_batcher(tmp_path: Path, s
         assert done.wait(60)
     finally:
         batcher.stop()
+        daemon.shutdown()
     for camera in ("masked", "plain"):
         np.testing.assert_allclose(results[camera], expected[camera], atol=1e-4)

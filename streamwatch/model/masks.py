@@ -6,8 +6,8 @@ trained on pictures without such rectangles and calls a large solid one a broken
 the picture, 52.7 % are still called normal against 79.0 % without it
 (``bench/privacy_masks.py``). The operator knows where the masks are; the daemon fills those
 regions from their surroundings (OpenCV Telea inpainting on a reduced copy of each region and
-its margin) so the picture looks like a scene again. Only the classifier's copy is filled: the reservoir and the temporal checks see the
-frame as decoded.
+its margin) so the picture looks like a scene again. Only the classifier's copy is filled: the
+reservoir and the temporal checks see the frame as decoded.
 """
 
 from __future__ import annotations
