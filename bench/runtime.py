@@ -33,6 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from streamwatch.model.runtime import import_openvino  # noqa: E402
+
 
 def export(geometry, path: Path):
     import torch
@@ -83,7 +85,7 @@ def runners(geometry, threads: int, work: Path, only: set[str] | None) -> dict[s
         session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
         out[name] = (lambda s: lambda x: s.run(None, {"input": x})[0])(session)
     try:
-        import openvino as ov
+        ov = import_openvino()
     except ImportError:
         print("openvino not installed: skipped (pip install 'streamwatch[bench]')", file=sys.stderr)
         return out
@@ -118,10 +120,11 @@ def measure(fn: Callable[[np.ndarray], Any], x: np.ndarray, seconds: float) -> f
 def accuracy(data: Path, model_path: Path | None, threads: int, limit: int) -> dict[str, Any]:
     """Accuracy of the model through onnxruntime fp32 and OpenVINO fp32/bf16 on DIR/<class>/*.jpg."""
     import cv2
-    import openvino as ov
 
     from streamwatch import CLASS_NAMES
     from streamwatch.model.runtime import Classifier
+
+    ov = import_openvino()
 
     clf = Classifier(model_path, threads=threads)
     files = []

@@ -1,5 +1,14 @@
 """streamwatch: video quality diagnosis for surveillance cameras."""
 
+import os
+
+# onnxruntime's official Linux wheels (1.2x and later) upload usage telemetry to Microsoft and
+# keep a device id under ~/.cache/Microsoft unless this is set before onnxruntime is first
+# imported; a daemon on a camera network must not phone home, so every streamwatch process opts
+# out here, before anything imports onnxruntime. An operator who wants to send it sets the
+# variable to 0. (OpenVINO's telemetry: streamwatch.model.runtime.import_openvino.)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 __version__ = "0.1.0"
 
 #: Classifier output order; also the fault names the daemon publishes.

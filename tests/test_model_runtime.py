@@ -1,6 +1,9 @@
 """onnxruntime Classifier: the shipped model, and clear errors for bad files."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -168,11 +171,34 @@ def test_auto_runtime_picks_bf16_only_where_the_cpu_has_it():
 
     picked = resolve_runtime("auto")
     try:
-        import openvino as ov
+        from streamwatch.model.runtime import import_openvino
 
-        has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        has_bf16 = "BF16" in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except ImportError:
         has_bf16 = False
     assert picked == ("openvino-bf16" if has_bf16 else "onnxruntime")
     assert resolve_runtime("onnxruntime") == "onnxruntime"
     assert Classifier(threads=1, runtime="auto").runtime == picked
+
+
+def test_loading_the_model_sends_no_library_telemetry(tmp_path):
+    """Importing the openvino package as such sends a usage event to Google Analytics from a
+    non-daemon thread and writes ~/intel/openvino_ga_cid; onnxruntime's Linux wheels queue usage
+    events for Microsoft under ~/.cache/Microsoft. The daemon must not phone home. Run in a fresh
+    interpreter (both libraries are already loaded here) with HOME in a scratch folder."""
+    pytest.importorskip("openvino")
+    script = (
+        "import threading\n"
+        "from streamwatch.model.runtime import Classifier, resolve_runtime\n"
+        "Classifier(runtime='openvino', threads=1)\n"
+        "Classifier(runtime='onnxruntime', threads=1)\n"
+        "print(resolve_runtime('auto'))\n"
+        "print(sorted(t.name for t in threading.enumerate()))\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("ORT_DISABLE_TELEMETRY", None)  # what streamwatch itself sets, not the test's environment
+    env.pop("CI", None)  # the telemetry stays quiet in CI; the daemon runs outside it
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "['MainThread']"
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,6 +39,24 @@ META_OUTPUT = "streamwatch.output"  # "logits" (softmax applied here) or "probab
 RUNTIMES = ("onnxruntime", "openvino", "openvino-bf16")
 
 
+def import_openvino():
+    """``import openvino`` without its usage telemetry.
+
+    Importing the ``openvino`` package imports its model converter, ``openvino.tools.ovc``, whose
+    import sends a usage event to Google Analytics from a background thread and writes
+    ``~/intel/openvino_ga_cid`` unless the user opted out beforehand. A camera daemon must not
+    phone home, and that non-daemon thread also holds up interpreter exit while the request
+    times out on a network without internet. The daemon only needs the runtime (``Core``), so
+    the converter is blocked: ``openvino`` catches its ImportError and leaves ``convert_model``
+    out. Raises ImportError when OpenVINO is not installed.
+    """
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino.tools.ovc", None)  # None in sys.modules: importing it raises ImportError
+    import openvino
+
+    return openvino
+
+
 def resolve_runtime(name: str) -> str:
     """``auto`` -> ``openvino-bf16`` where OpenVINO is installed and the CPU computes in BF16
     natively (same test accuracy, ~1.7x less CPU per sample: docs/performance.md), else
@@ -45,8 +64,7 @@ def resolve_runtime(name: str) -> str:
     if name != "auto":
         return name
     try:
-        import openvino as ov
-
+        ov = import_openvino()
         if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             return "openvino-bf16"
     except Exception:  # not installed, or no usable CPU plugin: the portable engine
@@ -77,7 +95,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def _compile_openvino(path: Path, blob: bytes, threads: int, bf16: bool):
     """The ONNX model (already validated) compiled by OpenVINO for the CPU."""
     try:
-        import openvino as ov
+        ov = import_openvino()
     except ImportError as e:
         raise ModelLoadError(f"cannot load {path} with OpenVINO: openvino is not installed ({e})") from e
     core = ov.Core()
