@@ -298,3 +298,58 @@ def test_osd_clock_ticks_in_place_and_clips_carry_it(footage, tmp_path):
     diff = np.abs(f0 - f1).max(axis=2)
     # crisp text drawn over the blurred picture: strong edges in a small part of the frame
     assert 0.001 < (diff > 60).mean() < 0.1
+
+
+def _laplacian_energy(path) -> float:
+    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+
+def test_upscale_shows_a_low_resolution_camera_enlarged(footage, tmp_path):
+    """Pictures of a CIF/D1 camera shown enlarged keep the output size but lose fine detail; a
+    share of 0 leaves the dataset byte for byte as it was."""
+    kw = dict(seed=3, per_class={"train": 4, "val": 0, "test": 0}, workers=1, progress=False, paired=True)
+    ds.build_dataset(footage, tmp_path / "plain", **kw)
+    ds.build_dataset(footage, tmp_path / "none", upscale=0.0, **kw)
+    ds.build_dataset(footage, tmp_path / "all", upscale=1.0, **kw)
+    for p in (tmp_path / "plain" / "train").rglob("*.jpg"):
+        assert p.read_bytes() == (tmp_path / "none" / p.relative_to(tmp_path / "plain")).read_bytes()
+    rows = list(__import__("csv").DictReader(open(tmp_path / "all" / "samples.csv")))
+    assert {r["upscaled"] for r in rows} <= {"fault_first", "picture"}
+    plain_rows = {Path(r["file"]).name: r for r in __import__("csv").DictReader(open(tmp_path / "plain" / "samples.csv"))}
+    for r in rows:
+        assert (r["width"], r["height"]) == (plain_rows[Path(r["file"]).name]["width"], plain_rows[Path(r["file"]).name]["height"])
+    # the synthetic scenes are smooth, so compare the fine detail over all samples, not one by one
+    enlarged = sum(_laplacian_energy(r["file"]) for r in rows)
+    plain = sum(_laplacian_energy(tmp_path / "plain" / Path(r["file"]).relative_to(tmp_path / "all")) for r in rows)
+    assert enlarged < 0.9 * plain, (enlarged, plain)
+
+
+def test_downscale_makes_the_fault_at_camera_resolution(tmp_path):
+    """With a camera 1.4-3x wider than the output, impulses are made at the camera's resolution
+    and shrunk with the picture, so fewer pixels stay pure black or white."""
+    root = tmp_path / "big"
+    (root / "stills").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for i in range(9):
+        cv2.imwrite(str(root / "stills" / f"wide_{chr(97 + i)}.png"), _still(rng, 2400, 1500))
+    kw = dict(seed=1, per_class={"train": 6, "val": 0, "test": 0}, workers=1, progress=False, paired=True)
+    ds.build_dataset(root, tmp_path / "plain", **kw)
+    ds.build_dataset(root, tmp_path / "down", downscale=1.0, **kw)
+    rows = list(__import__("csv").DictReader(open(tmp_path / "down" / "samples.csv")))
+    down = [r for r in rows if r["downscaled"] == "True"]
+    assert down, "no crop was large enough for a camera 1.3x the output"
+    compared = 0
+    for r in down:
+        if r["label"] != "salt_pepper":
+            continue
+        made = cv2.imread(r["file"], cv2.IMREAD_GRAYSCALE)
+        plain = cv2.imread(str(tmp_path / "plain" / Path(r["file"]).relative_to(tmp_path / "down")), cv2.IMREAD_GRAYSCALE)
+        assert made.shape == plain.shape
+
+        def impulses(g):
+            return float((np.abs(g.astype(np.int16) - cv2.medianBlur(g, 3)) > 100).mean())
+
+        assert impulses(made) < impulses(plain)
+        compared += 1
+    assert compared

@@ -28,7 +28,9 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     s = build_dataset(args.src, args.out, seed=args.seed, per_class=per_class, workers=args.workers,
                       progress=not args.quiet, first_index=args.first_index, coded_noise=args.coded_noise,
                       night_share=args.night_share, paired=args.paired, osd=args.osd,
-                      recolour=args.recolour)
+                      recolour=args.recolour, upscale=args.upscale,
+                      downscale=args.downscale, upscale_fault_first=args.upscale_fault_first,
+                      upscale_max=args.upscale_max)
     print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
                       "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
     return 0
@@ -157,6 +159,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--recolour", type=float, default=0.0,
                    help="share of pictures (of every class) shown in other colours before the fault: hues turned "
                         "around the grey axis, greys and whites kept, so a dominant colour alone is not a cast (default 0)")
+    b.add_argument("--upscale", type=float, default=0.0,
+                   help="share of pictures from a low-resolution camera (CIF/D1) shown 1.4-2.6x enlarged, half of "
+                        "them with the fault made before the enlargement (default 0)")
+    b.add_argument("--upscale-fault-first", type=float, default=0.5,
+                   help="share of the upscaled pictures whose fault is made before the enlargement (default 0.5)")
+    b.add_argument("--upscale-max", type=float, default=2.6, help="largest enlargement of --upscale (default 2.6)")
+    b.add_argument("--downscale", type=float, default=0.0,
+                   help="share of pictures whose fault is made at a camera resolution 1.4-3x the output width and "
+                        "shrunk afterwards (averages noise and impulses down; default 0)")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_dataset_build)

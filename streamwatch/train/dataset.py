@@ -276,8 +276,9 @@ def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int
 _WORK: dict[str, list[Source]] = {}
 
 
-def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float, float]) -> dict:
-    split, index, seed, label, out_path, coded_noise, night_share, paired, osd_share, recolour_share = task
+def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float, float, float, float, float, float]) -> dict:
+    (split, index, seed, label, out_path, coded_noise, night_share, paired, osd_share, recolour_share, upscale_share,
+     downscale_share, upscale_fault_first, upscale_max) = task
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     group = index // len(CLASS_NAMES)
 
@@ -301,15 +302,49 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
     geom = _target_size(pick, sw, sh)
     x = int(pick.integers(0, sw - geom[0] + 1))
     y = int(pick.integers(0, sh - geom[1] + 1))
+    # Seeds of the picture's optional scene changes (recolour, OSD, rescaling): the group's when
+    # paired. Each change draws from its own generators, so a share of 0 leaves every other draw as it was.
+    picture_key = [seed, SPLITS.index(split), group if paired else index]
+    # A camera of higher resolution than the delivered picture: the fault happens at the camera's
+    # resolution (1.4-3x the output width, as far as the crop allows) and the picture is shrunk
+    # afterwards, which averages noise and impulses down.
+    downscaled = False
+    if downscale_share > 0 and np.random.default_rng([*picture_key, 16]).random() < downscale_share:
+        drng = np.random.default_rng([*picture_key, 17])
+        camera_w = min(geom[0], round(geom[2] * float(drng.uniform(1.4, 3.0))))
+        if camera_w >= 1.3 * geom[2]:
+            downscaled = True
+            delivery_size = (geom[2], geom[3])
+            shrink_with = cv2.INTER_AREA if drng.random() < 0.7 else cv2.INTER_LINEAR
+            geom = (geom[0], geom[1], camera_w, max(16, round(camera_w * geom[3] / geom[2])))
     img = _crop_resize(frame, pick, geom, (x, y))
     if pick.random() < 0.5:
         img = img[:, ::-1].copy()
         flipped = True
     else:
         flipped = False
-    # Seeds of the picture's optional scene changes (recolour, OSD): the group's when paired. Each
-    # change draws from its own generators, so a share of 0 leaves every other draw as it was.
-    picture_key = [seed, SPLITS.index(split), group if paired else index]
+    # A low-resolution camera (CIF / D1) shown at the output width: the picture is shrunk 1.4x to
+    # upscale_max and enlarged again, the fault happening before the enlargement (in the camera)
+    # or after it.
+    upscaled = (not downscaled and upscale_share > 0
+                and np.random.default_rng([*picture_key, 14]).random() < upscale_share)
+    fault_before_upscale = False
+    if upscaled:
+        urng = np.random.default_rng([*picture_key, 15])
+        factor = float(urng.uniform(1.4, upscale_max))
+        fault_before_upscale = bool(urng.random() < upscale_fault_first)
+        enlarge_with = (cv2.INTER_LINEAR, cv2.INTER_CUBIC)[int(urng.integers(2))]
+        full_size = (img.shape[1], img.shape[0])
+        small_size = (max(16, round(full_size[0] / factor)), max(16, round(full_size[1] / factor)))
+
+        def camera_view(picture: np.ndarray) -> np.ndarray:
+            small = cv2.resize(picture, small_size, interpolation=cv2.INTER_AREA)
+            return small if fault_before_upscale else enlarge(small)
+
+        def enlarge(picture: np.ndarray) -> np.ndarray:
+            return cv2.resize(picture, full_size, interpolation=enlarge_with)
+
+        img = camera_view(img)
     # Scene recolour: the picture's colours turned around the grey axis, the same for the group's
     # 8 samples and for a frozen sample's other frame.
     recoloured = (recolour_share > 0 and not use_mono
@@ -329,6 +364,8 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
         other = _crop_resize(src.frames[fj], rng, geom, (x, y))
         if flipped:
             other = other[:, ::-1].copy()
+        if upscaled:
+            other = camera_view(other)
         if recoloured:
             other = recolour(other)
     # On-screen display: the group's text and place; drawn under the fault (footage with a burned-in
@@ -363,13 +400,19 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
         if crng.random() < coded_noise:
             out = dg.blockiness(out, crng)
             coded = True
+    if fault_before_upscale:
+        out = enlarge(out)
+    if downscaled:
+        out = cv2.resize(out, delivery_size, interpolation=shrink_with)
     q = int(rng.integers(75, 96))
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(out_path, out, [cv2.IMWRITE_JPEG_QUALITY, q]):
         raise RuntimeError(f"could not write {out_path}")
     return {"file": out_path, "split": split, "label": label, "source": src.rel, "frame": fi,
             "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded, "night": night,
-            "osd": "top" if osd_on_top else "under" if has_osd else "", "recoloured": recoloured}
+            "osd": "top" if osd_on_top else "under" if has_osd else "", "recoloured": recoloured,
+            "upscaled": "" if not upscaled else "fault_first" if fault_before_upscale else "picture",
+            "downscaled": downscaled}
 
 
 def build_dataset(
@@ -385,6 +428,10 @@ def build_dataset(
     paired: bool = False,
     osd: float = 0.0,
     recolour: float = 0.0,
+    upscale: float = 0.0,
+    downscale: float = 0.0,
+    upscale_fault_first: float = 0.5,
+    upscale_max: float = 2.6,
 ) -> dict:
     """Build the dataset; returns the summary also written to dataset.json.
 
@@ -401,6 +448,12 @@ def build_dataset(
     ``osd``: share of samples with a CCTV on-screen display (:func:`streamwatch.train.degrade.osd`).
     ``recolour``: share of pictures shown in other colours before any degradation
     (:func:`streamwatch.train.degrade.recolour`; per group when ``paired``).
+    ``upscale``: share of pictures from a low-resolution camera shown enlarged 1.4x to
+    ``upscale_max`` (default 2.6x), the fault made before the enlargement for the share
+    ``upscale_fault_first`` of them (default half; per group when ``paired``).
+    ``downscale``: share of pictures whose fault is made at a camera resolution 1.4-3x the output
+    width (where the crop is that large) and shrunk to the output afterwards (not with ``upscale``
+    on the same picture).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     per_class = per_class or {"train": 1500, "val": 150, "test": 300}
@@ -421,7 +474,7 @@ def build_dataset(
         for i in range(first_index * len(CLASS_NAMES), (first_index + n) * len(CLASS_NAMES)):
             label = CLASS_NAMES[i % len(CLASS_NAMES)]
             tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise,
-                          night_share, paired, osd, recolour))
+                          night_share, paired, osd, recolour, upscale, downscale, upscale_fault_first, upscale_max))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     it: Iterable[dict]
@@ -450,6 +503,10 @@ def build_dataset(
         "paired": paired,
         "osd": osd,
         "recolour": recolour,
+        "upscale": upscale,
+        "downscale": downscale,
+        "upscale_fault_first": upscale_fault_first,
+        "upscale_max": upscale_max,
         "src_dir": str(src_dir),
         "per_class": per_class,
         "classes": list(CLASS_NAMES),
