@@ -27,7 +27,10 @@ echo "==> Mosquitto on 127.0.0.1:$port; events below are what a subscriber of st
 mosquitto_sub -h 127.0.0.1 -p "$port" -t 'streamwatch/events' -F 'MQTT %t %p' &
 pids+=($!)
 
-sed "s/^  port: 1883$/  port: $port/" config/demo/demo.yaml > config/demo/.demo-run.yaml
+# A fresh state dir per run: faults left open by an earlier demo would otherwise stay open
+# (no second "raised" event after a restart, by design - docs/mqtt.md).
+sed -e "s/^  port: 1883$/  port: $port/" -e "s#^state_dir: .state\$#state_dir: $work/state#" \
+  config/demo/demo.yaml > config/demo/.demo-run.yaml
 if [ -n "${DEMO_SECONDS:-}" ]; then
   timeout --signal=TERM "$DEMO_SECONDS" .venv/bin/streamwatch run --config config/demo/.demo-run.yaml || true
 else

@@ -14,11 +14,15 @@ For every sample the monitor gathers one confidence per fault:
   is no picture of the scene: its samples leave the image faults and the frozen timer alone.
 
 Active faults are saved in ``state_dir/faults.json`` so a restart neither raises
-a fault twice nor forgets to clear one.
+a fault twice nor forgets to clear one. They are saved with a fingerprint of the camera's
+source: a camera whose URL changed while the daemon was down watches another stream, so its
+saved faults are cleared (with ``cleared`` events) instead of restored, and the new source is
+judged afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -69,6 +73,15 @@ SMOOTHING = 0.5
 #: Samples in a row that must show a video-loss screen before it counts as ``signal_lost``
 #: (the image faults' default ``raise_after``: one black frame at a cut is no outage).
 LOSS_SCREEN_SAMPLES = 3
+
+
+#: Key of the source fingerprint inside a camera's entry in faults.json (no fault has this name).
+SOURCE_KEY = "_source"
+
+
+def source_fingerprint(url: str) -> str:
+    """A stable digest of a camera's URL (faults.json must not hold its credentials)."""
+    return "sha256:" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
 def fault_confidences(
@@ -130,6 +143,8 @@ class Monitor:
         self._lock = threading.RLock()
         self._cameras: dict[str, _Camera] = {}
         self._state_file = state_dir / "faults.json" if state_dir is not None else None
+        #: Source fingerprint per camera, as saved with its faults (absent in files of older versions).
+        self._sources: dict[str, str] = {}
         self._saved = self._load_saved()
         self._replay_pending(pending_events)
         self.model_version = model_version
@@ -151,9 +166,12 @@ class Monitor:
         with self._lock:
             state = CameraState.create(camera.id, config.fault_settings(camera))
             saved = self._saved.get(camera.id)
-            if saved:
+            source = source_fingerprint(camera.url)
+            moved = self._sources.get(camera.id, source) != source
+            self._sources[camera.id] = source
+            if saved and not moved:
                 state.restore(saved)
-            self._cameras[camera.id] = _Camera(
+            cam = _Camera(
                 camera,
                 state,
                 FrozenDetector(
@@ -162,7 +180,26 @@ class Monitor:
                     config.camera_value(camera, "frozen_change_threshold"),
                 ),
             )
-            self._publish_status(camera.id)
+            self._cameras[camera.id] = cam
+            if saved and moved:
+                self._clear_saved_faults(cam, saved)
+            else:
+                self._publish_status(camera.id)
+
+    def _clear_saved_faults(self, cam: _Camera, saved: dict[str, str]) -> None:
+        """Close the faults a camera had on its previous source: the stream they were seen on is
+        no longer watched, and a subscriber must not keep them open."""
+        now = utc_now()
+        events = []
+        for fault, raised_at in saved.items():
+            try:
+                opened = datetime.fromisoformat(raised_at.replace("Z", "+00:00"))
+            except ValueError:
+                opened = None
+            events.append(FaultEvent(cam.config.id, fault, "cleared", 0.0, now, raised_at=opened))
+        log.info("fault_state_discarded", camera=cam.config.id, reason="camera source changed",
+                 faults=sorted(saved))
+        self._emit(cam, events, force_status=True)
 
     def remove_camera(self, camera_id: str, forget: bool = True) -> None:
         """Stop tracking a camera; ``forget=False`` keeps its open faults for a restart."""
@@ -310,10 +347,15 @@ class Monitor:
             return {}
         try:
             data = json.loads(self._state_file.read_text(encoding="utf-8"))
-            return {str(c): {str(f): str(t) for f, t in faults.items()} for c, faults in data.items()}
+            saved = {str(c): {str(f): str(t) for f, t in faults.items()} for c, faults in data.items()}
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("fault_state_unreadable", path=str(self._state_file), error=str(exc))
             return {}
+        for camera_id, faults in saved.items():
+            source = faults.pop(SOURCE_KEY, None)
+            if source is not None:
+                self._sources[camera_id] = source
+        return saved
 
     def _save(self) -> None:
         if self._state_file is None:
@@ -322,7 +364,8 @@ class Monitor:
             self._saved[cid] = {
                 f: iso(s.raised_at or datetime.now()) for f, s in cam.state.faults.items() if s.active
             }
-        data = {cid: faults for cid, faults in self._saved.items() if faults}
+        data = {cid: {**faults, SOURCE_KEY: self._sources[cid]} if cid in self._sources else faults
+                for cid, faults in self._saved.items() if faults}
         tmp = self._state_file.with_suffix(".tmp")
         try:
             tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")

@@ -79,3 +79,66 @@ def test_restart_replays_undelivered_transitions_over_the_saved_fault_memory(tmp
     states = monitor.fault_states()
     assert states["a"]["frozen"] is False
     assert states["b"]["blurred"] is True
+
+
+class _Recorder:
+    """An alert sink that keeps what it is given (the monitor's own interface, no broker needed)."""
+
+    def __init__(self):
+        self.events = []
+        self.statuses = []
+
+    def publish_event(self, event):
+        self.events.append(event)
+
+    def publish_status(self, status):
+        self.statuses.append(status)
+
+
+def _monitor_with(tmp_path, urls, sink):
+    from streamwatch.config import config_from_data
+    from streamwatch.monitor import Monitor
+
+    config = config_from_data(
+        {"mqtt": {"enabled": False}, "model": {"enabled": False}, "state_dir": str(tmp_path),
+         "cameras": [{"id": cid, "url": url} for cid, url in urls.items()]},
+        "x", tmp_path,
+    )
+    monitor = Monitor([sink], tmp_path)
+    for camera in config.cameras:
+        monitor.add_camera(config, camera)
+    return monitor
+
+
+def test_a_camera_pointed_at_another_source_starts_afresh_after_a_restart(tmp_path):
+    """Open faults are restored after a restart only for the stream they were seen on: a
+    camera whose URL changed meanwhile gets them cleared (one event each) and is judged anew;
+    faults.json keeps a digest of the URL, never the URL (it may hold a password)."""
+    import json
+
+    first = _Recorder()
+    monitor = _monitor_with(tmp_path, {"a": "rtsp://u:secret@h/one", "b": "rtsp://h/b"}, first)
+    for camera in ("a", "b"):
+        for _ in range(3):
+            monitor.observe_signal(camera, lost=True)
+    assert monitor.fault_states()["a"]["signal_lost"] and monitor.fault_states()["b"]["signal_lost"]
+    saved = (tmp_path / "faults.json").read_text()
+    assert "secret" not in saved and "_source" in json.loads(saved)["a"]
+
+    again = _Recorder()
+    restarted = _monitor_with(tmp_path, {"a": "rtsp://u:secret@h/two", "b": "rtsp://h/b"}, again)
+    states = restarted.fault_states()
+    assert states["b"]["signal_lost"] is True  # same stream: restored, nothing published twice
+    assert states["a"]["signal_lost"] is False  # another stream: cleared
+    assert [(e.camera, e.fault, e.state) for e in again.events] == [("a", "signal_lost", "cleared")]
+    assert again.events[0].raised_at is not None
+    assert "signal_lost" not in json.loads((tmp_path / "faults.json").read_text()).get("a", {})
+
+
+def test_fault_memory_of_older_versions_without_a_source_digest_is_restored(tmp_path):
+    import json
+
+    (tmp_path / "faults.json").write_text(json.dumps({"a": {"blurred": "2026-11-22T10:00:00.000Z"}}))
+    sink = _Recorder()
+    monitor = _monitor_with(tmp_path, {"a": "rtsp://h/a"}, sink)
+    assert monitor.fault_states()["a"]["blurred"] is True and sink.events == []
