@@ -149,6 +149,19 @@ def test_osd_draws_a_timestamp_and_keeps_monochrome_colourless(footage, tmp_path
             assert np.abs(img[:, :, 0] - img[:, :, 1]).max() <= 6 and np.abs(img[:, :, 2] - img[:, :, 1]).max() <= 6
 
 
+def _plain_none_all(footage, tmp_path, option: str) -> list[dict]:
+    """Build one small paired dataset three times - as is ("plain"), with ``option`` at share 0
+    ("none") and at share 1 ("all") -, check that share 0 changes no byte, and return the rows
+    of the "all" build."""
+    kw = dict(seed=3, per_class={"train": 4, "val": 0, "test": 0}, workers=1, progress=False, paired=True)
+    ds.build_dataset(footage, tmp_path / "plain", **kw)
+    ds.build_dataset(footage, tmp_path / "none", **{option: 0.0}, **kw)
+    ds.build_dataset(footage, tmp_path / "all", **{option: 1.0}, **kw)
+    for p in (tmp_path / "plain" / "train").rglob("*.jpg"):
+        assert p.read_bytes() == (tmp_path / "none" / p.relative_to(tmp_path / "plain")).read_bytes()
+    return list(__import__("csv").DictReader(open(tmp_path / "all" / "samples.csv")))
+
+
 def test_recolour_turns_scene_colours_but_keeps_greys(footage, tmp_path):
     """A recoloured scene keeps lightness, greys and whites (a cast would move them); in a paired
     build the whole group shares it, and a share of 0 changes no byte."""
@@ -166,13 +179,7 @@ def test_recolour_turns_scene_colours_but_keeps_greys(footage, tmp_path):
     hue_turn = np.abs(lab_in[:, :, 1:] - lab_out[:, :, 1:]).mean()
     assert hue_turn > 10.0
 
-    kw = dict(seed=3, per_class={"train": 4, "val": 0, "test": 0}, workers=1, progress=False, paired=True)
-    ds.build_dataset(footage, tmp_path / "plain", **kw)
-    ds.build_dataset(footage, tmp_path / "none", recolour=0.0, **kw)
-    ds.build_dataset(footage, tmp_path / "all", recolour=1.0, **kw)
-    for p in (tmp_path / "plain" / "train").rglob("*.jpg"):
-        assert p.read_bytes() == (tmp_path / "none" / p.relative_to(tmp_path / "plain")).read_bytes()
-    rows = list(__import__("csv").DictReader(open(tmp_path / "all" / "samples.csv")))
+    rows = _plain_none_all(footage, tmp_path, "recolour")
     colour = [r for r in rows if not (r["label"] == "monochrome" and "graycam" in r["source"])]
     assert {r["recoloured"] for r in colour} == {"True"}
     assert {r["recoloured"] for r in rows if r not in colour} <= {"False"}
@@ -308,13 +315,7 @@ def _laplacian_energy(path) -> float:
 def test_upscale_shows_a_low_resolution_camera_enlarged(footage, tmp_path):
     """Pictures of a CIF/D1 camera shown enlarged keep the output size but lose fine detail; a
     share of 0 leaves the dataset byte for byte as it was."""
-    kw = dict(seed=3, per_class={"train": 4, "val": 0, "test": 0}, workers=1, progress=False, paired=True)
-    ds.build_dataset(footage, tmp_path / "plain", **kw)
-    ds.build_dataset(footage, tmp_path / "none", upscale=0.0, **kw)
-    ds.build_dataset(footage, tmp_path / "all", upscale=1.0, **kw)
-    for p in (tmp_path / "plain" / "train").rglob("*.jpg"):
-        assert p.read_bytes() == (tmp_path / "none" / p.relative_to(tmp_path / "plain")).read_bytes()
-    rows = list(__import__("csv").DictReader(open(tmp_path / "all" / "samples.csv")))
+    rows = _plain_none_all(footage, tmp_path, "upscale")
     assert {r["upscaled"] for r in rows} <= {"fault_first", "picture"}
     plain_rows = {Path(r["file"]).name: r for r in __import__("csv").DictReader(open(tmp_path / "plain" / "samples.csv"))}
     for r in rows:
