@@ -188,3 +188,34 @@ def test_rtsp_camera_lost_and_recovered(tmp_path, clip_factory, rtsp_server_fact
     assert json.loads(collector.last("streamwatch/door/status").payload)["online"] is True
     assert transitions(collector) == [("door", "signal_lost", "raised"), ("door", "signal_lost", "cleared")]
     assert daemon.alive()
+
+
+def test_restart_keeps_open_faults_of_the_same_stream_and_drops_those_of_another(tmp_path, broker, mqtt_collector,
+                                                                                 daemon_factory):
+    """Open faults survive a restart only on the stream they were seen on: the same camera
+    pointed at another URL while the daemon was down gets them cleared and judged anew, so a
+    fault there is raised again (docs/mqtt.md, "Across restarts")."""
+    collector = mqtt_collector(broker.host, broker.port, topics=["streamwatch/#"])
+    config_path = tmp_path / "sw.yaml"
+
+    def run_with(url: str):
+        cameras = [{"id": "door", "url": url, "signal_timeout": 2}]
+        return daemon_factory(write_config(config_path, base_config(tmp_path, broker.port, cameras)))
+
+    nowhere = f"rtsp://127.0.0.1:{free_port()}/one"
+    daemon = run_with(nowhere)
+    assert wait_until(lambda: ("door", "signal_lost", "raised") in transitions(collector), 20), daemon.log_text()[-3000:]
+    assert daemon.stop() < 5.0
+
+    daemon = run_with(nowhere)  # the same stream: nothing raised or cleared twice
+    assert daemon.wait_log("daemon_started", timeout=20), daemon.log_text()[-3000:]
+    time.sleep(4)  # two signal timeouts
+    assert transitions(collector) == [("door", "signal_lost", "raised")]
+    assert daemon.stop() < 5.0
+
+    daemon = run_with(f"rtsp://127.0.0.1:{free_port()}/two")  # another stream, just as dead
+    assert wait_until(lambda: len(transitions(collector)) >= 3, 20), daemon.log_text()[-3000:]
+    assert transitions(collector) == [("door", "signal_lost", "raised"), ("door", "signal_lost", "cleared"),
+                                      ("door", "signal_lost", "raised")]
+    assert daemon.wait_log("fault_state_discarded", timeout=5, camera="door")
+    assert daemon.stop() < 5.0
