@@ -24,6 +24,15 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso(text: str) -> datetime | None:
+    """The time :func:`iso` wrote, or None when ``text`` is no ISO 8601 time (a hand-edited or
+    damaged state file must not stop the daemon)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One decoded picture from a camera reader."""

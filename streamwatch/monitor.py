@@ -40,7 +40,7 @@ from streamwatch.checks.blank import is_video_loss_screen
 from streamwatch.checks.classical import ImageStats, classical_scores, image_stats
 from streamwatch.checks.temporal import FrozenDetector
 from streamwatch.config import CameraConfig, Config
-from streamwatch.events import CameraStatus, FaultEvent, iso, utc_now
+from streamwatch.events import CameraStatus, FaultEvent, iso, parse_iso, utc_now
 from streamwatch.metrics import Metrics
 from streamwatch.reservoir import Reservoir
 from streamwatch.sinks.base import AlertSink
@@ -192,11 +192,7 @@ class Monitor:
         now = utc_now()
         events = []
         for fault, raised_at in saved.items():
-            try:
-                opened = datetime.fromisoformat(raised_at.replace("Z", "+00:00"))
-            except ValueError:
-                opened = None
-            events.append(FaultEvent(cam.config.id, fault, "cleared", 0.0, now, raised_at=opened))
+            events.append(FaultEvent(cam.config.id, fault, "cleared", 0.0, now, raised_at=parse_iso(raised_at)))
         log.info("fault_state_discarded", camera=cam.config.id, reason="camera source changed",
                  faults=sorted(saved))
         self._emit(cam, events, force_status=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from streamwatch.config import EffectiveFault
-from streamwatch.events import FaultEvent
+from streamwatch.events import FaultEvent, parse_iso
 
 
 @dataclass
@@ -82,5 +82,5 @@ class CameraState:
             state = self.faults.get(fault)
             if state is not None:
                 state.active = True
-                state.raised_at = datetime.fromisoformat(raised_at.replace("Z", "+00:00"))
+                state.raised_at = parse_iso(raised_at)
                 state.positives = state.settings.raise_after

@@ -142,3 +142,13 @@ def test_fault_memory_of_older_versions_without_a_source_digest_is_restored(tmp_
     sink = _Recorder()
     monitor = _monitor_with(tmp_path, {"a": "rtsp://h/a"}, sink)
     assert monitor.fault_states()["a"]["blurred"] is True and sink.events == []
+
+
+def test_a_damaged_time_in_the_fault_memory_does_not_stop_the_start(tmp_path):
+    """A hand-edited faults.json with a time that is no ISO 8601 keeps the fault open, time unknown."""
+    import json
+
+    (tmp_path / "faults.json").write_text(json.dumps({"a": {"blurred": "yesterday"}}))
+    sink = _Recorder()
+    monitor = _monitor_with(tmp_path, {"a": "rtsp://h/a"}, sink)
+    assert monitor.fault_states()["a"]["blurred"] is True and sink.events == []
