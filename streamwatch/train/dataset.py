@@ -40,7 +40,7 @@ import csv
 import json
 import multiprocessing as mp
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -272,13 +272,28 @@ def _crop_resize(img: np.ndarray, rng: np.random.Generator, geom: tuple[int, int
     return cv2.resize(crop, (ow, oh), interpolation=interp)
 
 
+@dataclass(frozen=True)
+class Variation:
+    """How a dataset's pictures vary beyond the fault (``build_dataset``'s options of the same names)."""
+
+    coded_noise: float = 0.0
+    night_share: float = 0.0
+    paired: bool = False
+    osd: float = 0.0
+    recolour: float = 0.0
+    upscale: float = 0.0
+    downscale: float = 0.0
+    upscale_fault_first: float = 0.5
+    upscale_max: float = 2.6
+
+
 # Sources are held by the worker processes (set before forking).
 _WORK: dict[str, list[Source]] = {}
 
 
-def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float, float, float, float, float, float]) -> dict:
-    (split, index, seed, label, out_path, coded_noise, night_share, paired, osd_share, recolour_share, upscale_share,
-     downscale_share, upscale_fault_first, upscale_max) = task
+def _make_sample(task: tuple[str, int, int, str, str, "Variation"]) -> dict:
+    split, index, seed, label, out_path, variation = task
+    paired = variation.paired
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     group = index // len(CLASS_NAMES)
 
@@ -309,7 +324,7 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
     # resolution (1.4-3x the output width, as far as the crop allows) and the picture is shrunk
     # afterwards, which averages noise and impulses down.
     downscaled = False
-    if downscale_share > 0 and np.random.default_rng([*picture_key, 16]).random() < downscale_share:
+    if variation.downscale > 0 and np.random.default_rng([*picture_key, 16]).random() < variation.downscale:
         drng = np.random.default_rng([*picture_key, 17])
         camera_w = min(geom[0], round(geom[2] * float(drng.uniform(1.4, 3.0))))
         if camera_w >= 1.3 * geom[2]:
@@ -326,13 +341,13 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
     # A low-resolution camera (CIF / D1) shown at the output width: the picture is shrunk 1.4x to
     # upscale_max and enlarged again, the fault happening before the enlargement (in the camera)
     # or after it.
-    upscaled = (not downscaled and upscale_share > 0
-                and np.random.default_rng([*picture_key, 14]).random() < upscale_share)
+    upscaled = (not downscaled and variation.upscale > 0
+                and np.random.default_rng([*picture_key, 14]).random() < variation.upscale)
     fault_before_upscale = False
     if upscaled:
         urng = np.random.default_rng([*picture_key, 15])
-        factor = float(urng.uniform(1.4, upscale_max))
-        fault_before_upscale = bool(urng.random() < upscale_fault_first)
+        factor = float(urng.uniform(1.4, variation.upscale_max))
+        fault_before_upscale = bool(urng.random() < variation.upscale_fault_first)
         enlarge_with = (cv2.INTER_LINEAR, cv2.INTER_CUBIC)[int(urng.integers(2))]
         full_size = (img.shape[1], img.shape[0])
         small_size = (max(16, round(full_size[0] / factor)), max(16, round(full_size[1] / factor)))
@@ -347,8 +362,8 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
         img = camera_view(img)
     # Scene recolour: the picture's colours turned around the grey axis, the same for the group's
     # 8 samples and for a frozen sample's other frame.
-    recoloured = (recolour_share > 0 and not use_mono
-                  and np.random.default_rng([*picture_key, 12]).random() < recolour_share)
+    recoloured = (variation.recolour > 0 and not use_mono
+                  and np.random.default_rng([*picture_key, 12]).random() < variation.recolour)
 
     def recolour(picture: np.ndarray) -> np.ndarray:
         return dg.recolour(picture, np.random.default_rng([*picture_key, 13]))
@@ -371,7 +386,7 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
     # On-screen display: the group's text and place; drawn under the fault (footage with a burned-in
     # timestamp, degraded afterwards) or, for faults that happen before a camera draws its OSD, half
     # the time on top.
-    has_osd = osd_share > 0 and np.random.default_rng([*picture_key, 9]).random() < osd_share
+    has_osd = variation.osd > 0 and np.random.default_rng([*picture_key, 9]).random() < variation.osd
     osd_on_top = has_osd and label in dg.OSD_AFTER_FAULT and np.random.default_rng([*picture_key, index, 10]).random() < 0.5
 
     def draw_osd(picture: np.ndarray) -> np.ndarray:
@@ -384,7 +399,8 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
     if use_mono:
         out = dg.normal(img, rng)
         out = dg.monochrome(out, rng)  # decoded gray video can carry tiny chroma noise
-    elif label == "normal" and night_share > 0 and np.random.default_rng([seed, SPLITS.index(split), index, 2]).random() < night_share:
+    elif (label == "normal" and variation.night_share > 0
+          and np.random.default_rng([seed, SPLITS.index(split), index, 2]).random() < variation.night_share):
         out = dg.night(img, np.random.default_rng([seed, SPLITS.index(split), index, 3]))
         night = True
     else:
@@ -395,9 +411,9 @@ def _make_sample(task: tuple[str, int, int, str, str, float, float, bool, float,
     # the blotchy grain of H.264 P-frames. Own generator, so the other samples of a seed stay
     # the same whatever the share.
     coded = False
-    if label == "gaussian_noise" and coded_noise > 0:
+    if label == "gaussian_noise" and variation.coded_noise > 0:
         crng = np.random.default_rng([seed, SPLITS.index(split), index, 1])
-        if crng.random() < coded_noise:
+        if crng.random() < variation.coded_noise:
             out = dg.blockiness(out, crng)
             coded = True
     if fault_before_upscale:
@@ -468,13 +484,14 @@ def build_dataset(
             raise ValueError(f"split {split!r} has no colour source; need more footage")
     _WORK.clear()
     _WORK.update(splits)
+    variation = Variation(coded_noise, night_share, paired, osd, recolour, upscale, downscale, upscale_fault_first,
+                          upscale_max)
     tasks = []
     for split in SPLITS:
         n = per_class.get(split, 0)
         for i in range(first_index * len(CLASS_NAMES), (first_index + n) * len(CLASS_NAMES)):
             label = CLASS_NAMES[i % len(CLASS_NAMES)]
-            tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), coded_noise,
-                          night_share, paired, osd, recolour, upscale, downscale, upscale_fault_first, upscale_max))
+            tasks.append((split, i, seed, label, str(out_dir / split / label / f"{split}_{i:06d}.jpg"), variation))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     it: Iterable[dict]
@@ -498,15 +515,7 @@ def build_dataset(
     summary = {
         "seed": seed,
         "first_index": first_index,
-        "coded_noise": coded_noise,
-        "night_share": night_share,
-        "paired": paired,
-        "osd": osd,
-        "recolour": recolour,
-        "upscale": upscale,
-        "downscale": downscale,
-        "upscale_fault_first": upscale_fault_first,
-        "upscale_max": upscale_max,
+        **asdict(variation),
         "src_dir": str(src_dir),
         "per_class": per_class,
         "classes": list(CLASS_NAMES),
