@@ -2,6 +2,7 @@
 evaluate JSON -> explain. Real torch, real onnxruntime, a few seconds."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -85,6 +86,27 @@ def test_evaluate_json_schema(run, capsys):
     assert res["accuracy"] == pytest.approx(np.trace(conf) / 16)
     assert res["false_alarm_rate"] == pytest.approx(1 - conf[0, 0] / 2)
     assert (run["root"] / "conf.png").stat().st_size > 1000
+
+
+def test_evaluate_writes_per_image_predictions_that_add_up_to_the_confusion(run, capsys):
+    csv_path = run["root"] / "predictions.csv"
+    assert commands.main(["evaluate", "--data", str(run["data"] / "test"), "--model", str(run["onnx"]), "--json",
+                          "--predictions", str(csv_path)]) == 0
+    conf = np.array(json.loads(capsys.readouterr().out)["confusion"])
+    import csv
+
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == 16 and {Path(r["file"]).parent.name for r in rows} == set(CLASS_NAMES)
+    counted = np.zeros((8, 8), int)
+    for r in rows:
+        assert r["true"] == Path(r["file"]).parent.name
+        probs = np.array([float(r[c]) for c in CLASS_NAMES])
+        assert probs.sum() == pytest.approx(1.0, abs=1e-3)
+        assert r["predicted"] == CLASS_NAMES[int(probs.argmax())] and float(r["confidence"]) == probs.max()
+        counted[CLASS_NAMES.index(r["true"]), CLASS_NAMES.index(r["predicted"])] += 1
+    assert (counted == conf).all()
+    assert commands.main(["evaluate", "--data", str(run["data"] / "test"), "--classical", "--predictions",
+                          str(csv_path)]) == 2
 
 
 def test_evaluate_subset_of_classes_and_table(run, tmp_path, capsys):

@@ -50,8 +50,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from streamwatch.model.runtime import ModelLoadError
-    from streamwatch.train.evaluate import evaluate, evaluate_classical, format_table, plot_confusion, to_json
+    from streamwatch.train.evaluate import (evaluate, evaluate_classical, format_table, plot_confusion, to_json,
+                                            write_predictions)
 
+    if args.predictions and args.classical:
+        print("error: --predictions needs a model (the classical statistics give no probabilities)", file=sys.stderr)
+        return 2
     try:
         if args.classical:
             res = evaluate_classical(args.data)
@@ -64,6 +68,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     if args.plot:
         plot_confusion(res, args.plot)
+    if args.predictions:
+        write_predictions(res, args.predictions)
     print(to_json(res) if args.json else format_table(res))
     return 0
 
@@ -209,6 +215,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, default=None, help="ONNX model (default: shipped) or .pt checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", type=Path, default=None, help="write a confusion-matrix PNG")
+    p.add_argument("--predictions", type=Path, default=None, metavar="CSV",
+                   help="write one row per image: file, true and predicted class, confidence, every class's probability")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classical", action="store_true", help="evaluate the classical statistics fallback instead of a model")
     p.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino", "openvino-bf16"),

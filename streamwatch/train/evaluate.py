@@ -117,6 +117,8 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
         run, desc = _onnx_predictor(model_path, threads, fusion, runtime)
     t0 = time.time()
     y_true, y_pred = [], []
+    files: list[str] = []
+    probabilities: list[np.ndarray] = []
     skipped: list[str] = []
     it = range(0, len(items), batch)
     if progress:
@@ -125,7 +127,7 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
         it = tqdm(it, desc="evaluate", unit="batch")
     for i in it:
         chunk = items[i : i + batch]
-        frames, labels = [], []
+        frames, labels, paths = [], [], []
         for p, c in chunk:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
@@ -135,15 +137,19 @@ def evaluate(data_dir: str | Path, model_path: str | Path | None = None, threads
                 continue
             frames.append(img)
             labels.append(c)
+            paths.append(str(p))
         if not frames:
             continue
-        probs = run(frames)
-        y_pred += list(np.asarray(probs).argmax(1))
+        probs = np.asarray(run(frames), np.float64)
+        y_pred += list(probs.argmax(1))
         y_true += labels
+        files += paths
+        probabilities.append(probs)
     if not y_true:
         raise FileNotFoundError(f"no readable images under {data_dir}/<class name>/")
     out = metrics(np.array(y_true), np.array(y_pred))
     out["_skipped"] = skipped
+    out["_predictions"] = {"files": files, "true": y_true, "probabilities": np.concatenate(probabilities)}
     out["_model"] = desc
     out["_seconds"] = time.time() - t0
     return out
@@ -190,6 +196,23 @@ def plot_confusion(res: dict, path: str | Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_predictions(res: dict, path: str | Path) -> int:
+    """Write one CSV row per scored image of an :func:`evaluate` result - file, true class,
+    predicted class, its probability and every class's probability - so the mistakes can be
+    looked at picture by picture. Returns the number of rows."""
+    import csv
+
+    pred = res["_predictions"]
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["file", "true", "predicted", "confidence", *CLASS_NAMES])
+        for file, true, probs in zip(pred["files"], pred["true"], pred["probabilities"]):
+            best = int(probs.argmax())
+            out.writerow([file, CLASS_NAMES[true], CLASS_NAMES[best], f"{probs[best]:.4f}",
+                          *(f"{v:.4f}" for v in probs)])
+    return len(pred["files"])
 
 
 def public(res: dict) -> dict:
