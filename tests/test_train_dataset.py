@@ -354,3 +354,21 @@ def test_downscale_makes_the_fault_at_camera_resolution(tmp_path):
         assert impulses(made) < impulses(plain)
         compared += 1
     assert compared
+
+
+def test_near_minimum_draws_severities_near_the_issue_minimum(footage, tmp_path):
+    """Only the classes with a severity change, and they come out milder; a share of 0 changes no byte."""
+    rows = _plain_none_all(footage, tmp_path, "near_minimum")
+    marked = {r["label"] for r in rows if r["near_minimum"] == "True"}
+    assert marked == {"overexposed", "blurred", "color_cast", "gaussian_noise", "salt_pepper"}
+    for r in rows:
+        same = Path(r["file"]).read_bytes() == (tmp_path / "plain" / Path(r["file"]).relative_to(tmp_path / "all")).read_bytes()
+        assert same == (r["near_minimum"] == "False"), r
+    noise = [r for r in rows if r["label"] == "gaussian_noise"]
+
+    def grain(path) -> float:
+        grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        return float(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2)).mean())
+
+    assert sum(grain(r["file"]) for r in noise) < sum(
+        grain(tmp_path / "plain" / Path(r["file"]).relative_to(tmp_path / "all")) for r in noise)

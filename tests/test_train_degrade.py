@@ -155,3 +155,32 @@ def test_normal_stays_mild():
 def test_unknown_label():
     with pytest.raises(ValueError):
         dg.degrade(_scene(), "rain", np.random.default_rng(0))
+
+
+def test_near_minimum_faults_sit_between_the_issue_minimum_and_1_5x_it():
+    """Noise sigma 12-18, impulses on 1-2 % of the pixels (3 % with per-channel dots), gain casts
+    and tints milder than degrade's, blurs removing at least as much detail as the mildest of the issue's minimum blurs and
+    milder than degrade's on average, overexposure with large white areas."""
+    flat = np.full((200, 300, 3), 128, np.uint8)
+    scene = _scene(480, 768)
+    # the detail left by the mildest of the issue's minimum blurs (motion: at its least harmful angle)
+    weakest = max(_lapvar(dg.gaussian_blur(scene, None, sigma=2.5)), _lapvar(dg.defocus_blur(scene, None, radius=4)),
+                  *(_lapvar(dg.motion_blur(scene, None, length=9, angle=a)) for a in range(0, 180, 15)))
+    near_blur, full_blur, near_cast, full_cast = [], [], [], []
+    for i in range(24):
+        sigma = float((dg.near_minimum(flat, "gaussian_noise", np.random.default_rng(i)).astype(np.float32) - 128).std())
+        assert 11.5 < sigma < 18.5
+        impulses = float((dg.near_minimum(flat, "salt_pepper", np.random.default_rng(i)) != 128).any(axis=2).mean())
+        assert 0.009 < impulses < 0.031
+        near_blur.append(_lapvar(dg.near_minimum(scene, "blurred", np.random.default_rng(i))))
+        full_blur.append(_lapvar(dg.blur(scene, np.random.default_rng(i))))
+        assert near_blur[-1] <= 1.05 * weakest
+        means = [dg.near_minimum(flat, "color_cast", np.random.default_rng(i)).reshape(-1, 3).mean(0),
+                 dg.color_cast(flat, np.random.default_rng(i)).reshape(-1, 3).mean(0)]
+        near_cast.append(float(np.ptp(means[0])))
+        full_cast.append(float(np.ptp(means[1])))
+        assert near_cast[-1] > 15, means[0]
+        assert _white(dg.near_minimum(scene, "overexposed", np.random.default_rng(i))) > 0.05
+    assert np.mean(near_blur) > np.mean(full_blur) and np.mean(near_cast) < np.mean(full_cast)
+    with pytest.raises(ValueError):
+        dg.near_minimum(scene, "frozen", np.random.default_rng(0))

@@ -30,7 +30,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
                       night_share=args.night_share, paired=args.paired, osd=args.osd,
                       recolour=args.recolour, upscale=args.upscale,
                       downscale=args.downscale, upscale_fault_first=args.upscale_fault_first,
-                      upscale_max=args.upscale_max)
+                      upscale_max=args.upscale_max, near_minimum=args.near_minimum)
     print(json.dumps({"out": str(args.out), "counts": s["counts"], "excluded": s["excluded"],
                       "sources": {k: len(v) for k, v in s["sources"].items()}}, indent=1))
     return 0
@@ -171,6 +171,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--upscale-fault-first", type=float, default=0.5,
                    help="share of the upscaled pictures whose fault is made before the enlargement (default 0.5)")
     b.add_argument("--upscale-max", type=float, default=2.6, help="largest enlargement of --upscale (default 2.6)")
+    b.add_argument("--near-minimum", type=float, default=0.0,
+                   help="share of overexposed, blurred, color_cast, noise and salt_pepper samples made between the "
+                        "issue's minimum severity and about 1.5x it (default 0)")
     b.add_argument("--downscale", type=float, default=0.0,
                    help="share of pictures whose fault is made at a camera resolution 1.4-3x the output width and "
                         "shrunk afterwards (averages noise and impulses down; default 0)")

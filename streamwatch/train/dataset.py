@@ -285,6 +285,7 @@ class Variation:
     downscale: float = 0.0
     upscale_fault_first: float = 0.5
     upscale_max: float = 2.6
+    near_minimum: float = 0.0
 
 
 # Sources are held by the worker processes (set before forking).
@@ -308,7 +309,7 @@ def _make_sample(task: tuple[str, int, int, str, str, "Variation"]) -> dict:
     mono = [s for s in srcs if s.role == "mono"]
     colour = [s for s in srcs if s.role == "normal"]
     use_mono = label == "monochrome" and mono and rng.random() < 0.35
-    night = False
+    night = near_minimum = False
     pick = rng if use_mono else srng
     src = mono[int(pick.integers(len(mono)))] if use_mono else colour[int(pick.integers(len(colour)))]
     fi = int(pick.integers(len(src.frames)))
@@ -403,6 +404,10 @@ def _make_sample(task: tuple[str, int, int, str, str, "Variation"]) -> dict:
           and np.random.default_rng([seed, SPLITS.index(split), index, 2]).random() < variation.night_share):
         out = dg.night(img, np.random.default_rng([seed, SPLITS.index(split), index, 3]))
         night = True
+    elif (label in dg.NEAR_MINIMUM_CLASSES and variation.near_minimum > 0
+          and np.random.default_rng([seed, SPLITS.index(split), index, 18]).random() < variation.near_minimum):
+        out = dg.near_minimum(img, label, rng)
+        near_minimum = True
     else:
         out = dg.degrade(img, label, rng, other=other)
     if osd_on_top:
@@ -428,7 +433,7 @@ def _make_sample(task: tuple[str, int, int, str, str, "Variation"]) -> dict:
             "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded, "night": night,
             "osd": "top" if osd_on_top else "under" if has_osd else "", "recoloured": recoloured,
             "upscaled": "" if not upscaled else "fault_first" if fault_before_upscale else "picture",
-            "downscaled": downscaled}
+            "downscaled": downscaled, "near_minimum": near_minimum}
 
 
 def build_dataset(
@@ -448,6 +453,7 @@ def build_dataset(
     downscale: float = 0.0,
     upscale_fault_first: float = 0.5,
     upscale_max: float = 2.6,
+    near_minimum: float = 0.0,
 ) -> dict:
     """Build the dataset; returns the summary also written to dataset.json.
 
@@ -470,6 +476,8 @@ def build_dataset(
     ``downscale``: share of pictures whose fault is made at a camera resolution 1.4-3x the output
     width (where the crop is that large) and shrunk to the output afterwards (not with ``upscale``
     on the same picture).
+    ``near_minimum``: share of the samples of the classes with a severity whose fault is drawn
+    between issue 3's minimum and about 1.5x it (:func:`streamwatch.train.degrade.near_minimum`).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     per_class = per_class or {"train": 1500, "val": 150, "test": 300}
@@ -485,7 +493,7 @@ def build_dataset(
     _WORK.clear()
     _WORK.update(splits)
     variation = Variation(coded_noise, night_share, paired, osd, recolour, upscale, downscale, upscale_fault_first,
-                          upscale_max)
+                          upscale_max, near_minimum)
     tasks = []
     for split in SPLITS:
         n = per_class.get(split, 0)
