@@ -36,6 +36,15 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_scenes(args: argparse.Namespace) -> int:
+    from streamwatch.train.scenes import write_scenes
+
+    paths = write_scenes(args.out, args.count, first=args.first, width=args.width, height=args.height)
+    print(json.dumps({"out": str(args.out), "scenes": len(paths), "first": args.first,
+                      "size": [args.width, args.height]}))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from streamwatch.train.trainer import TrainConfig, train
 
@@ -191,6 +200,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--max-width", type=int, default=960)
     v.add_argument("--workers", type=int, default=2)
     v.set_defaults(func=cmd_dataset_video)
+
+    sc = dsub.add_parser("scenes", help="render clean procedural scenes as a footage folder (OUT/stills/, "
+                                        "OUT/MANIFEST.tsv) for 'dataset build --src OUT'")
+    sc.add_argument("--out", type=Path, required=True, help="footage folder to write")
+    sc.add_argument("--count", type=int, default=60, help="number of scenes (default 60)")
+    sc.add_argument("--first", type=int, default=0, help="seed of the first scene; scene N is always the same picture")
+    sc.add_argument("--width", type=int, default=1920)
+    sc.add_argument("--height", type=int, default=1080)
+    sc.set_defaults(func=cmd_dataset_scenes)
 
     p = subparsers.add_parser("train", help="train a fault classifier (needs torch)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder from 'dataset build'")
