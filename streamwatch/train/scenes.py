@@ -28,6 +28,11 @@ import numpy as np
 LAYOUTS = ("street", "interior", "nature")
 
 
+def scene_layout(seed: int) -> str:
+    """The layout :func:`render_scene` draws for ``seed``."""
+    return LAYOUTS[seed % len(LAYOUTS)]
+
+
 def _fractal(rng: np.random.Generator, h: int, w: int, octaves: int, base: int, persistence: float) -> np.ndarray:
     """Zero-mean multi-octave noise (float32, unit-ish amplitude): ``octaves`` random fields
     from ``base`` cells across up, each finer one weighted by ``persistence``."""
@@ -119,10 +124,10 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int, radius: float, centre:
 
 def render_scene(seed: int, width: int = 1920, height: int = 1080) -> np.ndarray:
     """One clean procedural scene, BGR uint8 (height, width, 3); the same seed gives the same
-    picture. Layout by ``seed % 3`` (:data:`LAYOUTS`)."""
+    picture. Layout by :func:`scene_layout`."""
     rng = np.random.default_rng(seed)
     h, w = int(height), int(width)
-    layout = LAYOUTS[seed % len(LAYOUTS)]
+    layout = scene_layout(seed)
     saturation = float(rng.uniform(0.4, 1.3))
     canvas = np.empty((h, w, 3), np.float32)
     horizon = int(h * rng.uniform(0.25, 0.6))
@@ -169,12 +174,13 @@ def write_scenes(out_dir: str | Path, count: int, first: int = 0, width: int = 1
     for seed in range(first, first + count):
         # The layout ends the name: `dataset build` groups files differing only in a final
         # digit (consecutive frames), which would put ten scenes always on one side.
-        path = out / "stills" / f"scene_{seed:05d}_{LAYOUTS[seed % len(LAYOUTS)]}.png"
+        layout = scene_layout(seed)
+        path = out / "stills" / f"scene_{seed:05d}_{layout}.png"
         if not cv2.imwrite(str(path), render_scene(seed, width, height)):
             raise OSError(f"cannot write {path}")
         paths.append(path)
         rows.append(f"stills/{path.name}\tstreamwatch.train.scenes (seed {seed})\t-\tgenerated, no third-party content\t"
-                    f"PNG {width}x{height} RGB\tprocedural {LAYOUTS[seed % len(LAYOUTS)]} scene (clean)")
+                    f"PNG {width}x{height} RGB\tprocedural {layout} scene (clean)")
     header = ("# Procedural scenes made by `streamwatch dataset scenes` (streamwatch/train/scenes.py).\n"
               "# Columns: file, source, path, licence, format, content.\n")
     (out / "MANIFEST.tsv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
