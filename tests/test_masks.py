@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
+from streamwatch import CLASS_NAMES
 from streamwatch.batcher import Batcher
 from streamwatch.config import MaskRegion, load_config
 from streamwatch.daemon import Daemon, mask_table
 from streamwatch.events import Frame
-from streamwatch.model.masks import fill_regions, region_pixels
+from streamwatch.model.masks import fill_regions, region_pixels, ring_noise_sigma
 from streamwatch.model.runtime import Classifier
 from streamwatch.sampling import Sample
 from tests.support.media import SHARED_TRAIN
@@ -67,6 +68,23 @@ def test_fill_changes_only_the_region_and_continues_its_surroundings():
     assert fill_regions(masked, []) is masked  # no regions: no copy
     grey = cv2.cvtColor(masked, cv2.COLOR_BGR2GRAY)
     assert fill_regions(grey, [region]).shape == grey.shape
+
+
+def test_a_fill_carries_the_noise_of_its_surroundings(stills):
+    """On a noisy camera a smooth fill would be the cleanest part of the picture, where a noise
+    measurement looks first; the fill gets the noise level of its margin instead (and a clean
+    picture's fill stays clean)."""
+    classifier = Classifier()
+    rng = np.random.default_rng(1)
+    noisy = [np.clip(s + rng.normal(0, 14, s.shape), 0, 255).astype(np.uint8) for s in stills]
+    for clean, grainy in zip(stills, noisy):
+        h, w = clean.shape[:2]
+        x0, y0, x1, y1 = region_pixels(REGION, w, h)
+        inner = (x0 + 30, y0 + 30, x1 - 30, y1 - 30)  # a ring inside the filled region
+        assert 10.0 < ring_noise_sigma(fill_regions(blacked_out(grainy, REGION), [REGION]), inner).mean() < 18.0
+        assert ring_noise_sigma(fill_regions(blacked_out(clean, REGION), [REGION]), inner).mean() < 3.0
+    filled = classifier.predict([fill_regions(blacked_out(n, REGION), [REGION]) for n in noisy])
+    assert (filled.argmax(1) == CLASS_NAMES.index("gaussian_noise")).all(), filled.argmax(1)
 
 
 def test_a_filled_mask_is_called_normal_again(stills):
