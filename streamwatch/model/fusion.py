@@ -60,8 +60,10 @@ FEATURE_NAMES = (
 
 #: Side of each of the four native-resolution tiles measured for noise, impulses and fine blur.
 _TILE = 128
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-_IMMERKAER_16S = _IMMERKAER.astype(np.int16)
+#: Immerkaer's noise-estimation kernel (the difference of two Laplacians: blind to linear ramps
+#: and most edges; its norm is 6, so white noise of sigma s gives residuals of sigma 6 s).
+IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+_IMMERKAER_16S = IMMERKAER.astype(np.int16)
 _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
 
 

@@ -3,7 +3,7 @@
 Many cameras black out part of their view (a neighbour's window, a keypad). The classifier was
 trained on pictures without such rectangles and may call a large solid one a broken decode
 (``frozen``) or a colour cast: on the 300 normal test pictures with one black mask of 4-15 % of
-the picture, 80.7 % are still called normal against 85.7 % without it (session 20's model;
+the picture, 80.7 % are still called normal against 85.7 % without it (session 19's model;
 session 16's: 52.7 against 79.0), and the faults under a black mask lose up to 30 points
 (``bench/privacy_masks.py``). The operator knows where the masks are; the daemon fills those
 regions from their surroundings (OpenCV Telea inpainting on a reduced copy of each region and
@@ -27,6 +27,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from streamwatch.model.fusion import IMMERKAER
+
 #: Inpainting runs on a reduced copy whose hole has about this many pixels, whatever the frame's
 #: size: Telea's cost grows with the area to fill (a 9 % region of a 1080p frame: 12 ms at a
 #: quarter of the resolution, ~2 ms at this size), and the fill only has to look like smooth
@@ -40,7 +42,6 @@ MARGIN = 6
 #: ring starts :data:`NOISE_GAP` pixels out so the mask's own edge is not measured as noise.
 NOISE_RING = 24
 NOISE_GAP = 3
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 #: median |Immerkaer residual| of Gaussian noise of sigma 1 (the kernel's norm is 6; the median of
 #: a half-normal is 0.6745 sigma) - a median, because edges and texture inflate a mean.
 _MEDIAN_PER_SIGMA = 6.0 * 0.6745
@@ -77,7 +78,7 @@ def ring_noise_sigma(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
     strips = (frame[oy0 : max(oy0, y0 - inner), ox0:ox1], frame[min(oy1, y1 + inner) : oy1, ox0:ox1],
               frame[oy0:oy1, ox0 : max(ox0, x0 - inner)], frame[oy0:oy1, min(ox1, x1 + inner) : ox1])
     # every second row and column: a median of a quarter of the ring is as good and 4x cheaper
-    residuals = [np.abs(cv2.filter2D(strip, cv2.CV_32F, _IMMERKAER)[1:-1:2, 1:-1:2]).reshape(-1, channels)
+    residuals = [np.abs(cv2.filter2D(strip, cv2.CV_32F, IMMERKAER)[1:-1:2, 1:-1:2]).reshape(-1, channels)
                  for strip in strips if min(strip.shape[:2]) >= 3]
     if sum(len(r) for r in residuals) < 16:
         return np.zeros(channels, np.float32)
