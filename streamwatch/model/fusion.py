@@ -60,10 +60,8 @@ FEATURE_NAMES = (
 
 #: Side of each of the four native-resolution tiles measured for noise, impulses and fine blur.
 _TILE = 128
-#: Immerkaer's noise-estimation kernel (the difference of two Laplacians: blind to linear ramps
-#: and most edges; its norm is 6, so white noise of sigma s gives residuals of sigma 6 s).
-IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-_IMMERKAER_16S = IMMERKAER.astype(np.int16)
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+_IMMERKAER_16S = _IMMERKAER.astype(np.int16)
 _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -84,8 +82,10 @@ def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
     return np.interp(positions, np.arange(ordered.size), ordered)
 
 
-def _noise_residual(channel: np.ndarray) -> np.ndarray:
-    """|Immerkaer residual| of a uint8 channel (int16, borders dropped)."""
+def noise_residual(channel: np.ndarray) -> np.ndarray:
+    """|Immerkaer residual| of a uint8 channel (int16, borders dropped). Immerkaer's kernel is the
+    difference of two Laplacians: blind to linear ramps and most edges; its norm is 6, so white
+    noise of sigma s gives residuals of sigma 6 s."""
     residual = cv2.filter2D(channel, cv2.CV_16S, _IMMERKAER_16S)[1:-1, 1:-1]
     return cv2.absdiff(residual, np.zeros_like(residual))
 
@@ -228,7 +228,7 @@ def frame_features(image: np.ndarray) -> np.ndarray:
     f += [np.log1p(native), np.log((native + 0.5) / (native_half + 0.5)), *_reblur(crop_grey), *_reblur(grey)]
     # Immerkaer's fast noise estimate: a Laplacian-difference mask cancels image structure
     # to first order, leaving the noise (sigma in grey levels); whole crop and per block.
-    residual = _noise_residual(crop_grey)
+    residual = noise_residual(crop_grey)
     sigma = float(np.sqrt(np.pi / 2.0) * cv2.mean(residual)[0] / 6.0) if residual.size else 0.0
     blocks = _block_noise(residual)
     f += [np.log1p(sigma), *np.log1p(_percentiles(blocks, (10.0, 50.0)))]

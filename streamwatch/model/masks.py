@@ -27,7 +27,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from streamwatch.model.fusion import IMMERKAER
+from streamwatch.model.fusion import noise_residual
 
 #: Inpainting runs on a reduced copy whose hole has about this many pixels, whatever the frame's
 #: size: Telea's cost grows with the area to fill (a 9 % region of a 1080p frame: 12 ms at a
@@ -78,7 +78,7 @@ def ring_noise_sigma(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
     strips = (frame[oy0 : max(oy0, y0 - inner), ox0:ox1], frame[min(oy1, y1 + inner) : oy1, ox0:ox1],
               frame[oy0:oy1, ox0 : max(ox0, x0 - inner)], frame[oy0:oy1, min(ox1, x1 + inner) : ox1])
     # every second row and column: a median of a quarter of the ring is as good and 4x cheaper
-    residuals = [np.abs(cv2.filter2D(strip, cv2.CV_32F, IMMERKAER)[1:-1:2, 1:-1:2]).reshape(-1, channels)
+    residuals = [np.dstack([noise_residual(plane)[::2, ::2] for plane in cv2.split(strip)]).reshape(-1, channels)
                  for strip in strips if min(strip.shape[:2]) >= 3]
     if sum(len(r) for r in residuals) < 16:
         return np.zeros(channels, np.float32)
@@ -90,8 +90,7 @@ def _noise(height: int, width: int, sigma: np.ndarray) -> np.ndarray:
     more than one), tiled from a fixed pattern in OpenCV (drawing fresh normals for a large
     region in NumPy costs more than the inpainting)."""
     pattern = cv2.repeat(_noise_tile(), -(-height // _NOISE_TILE_SIDE), -(-width // _NOISE_TILE_SIDE))[:height, :width]
-    if len(sigma) == 1:
-        return np.ascontiguousarray(pattern[:, :, 0]) * float(sigma[0])
+    # OpenCV returns a one-channel pattern as height x width, the shape of a grey frame's region
     return cv2.multiply(np.ascontiguousarray(pattern[:, :, : len(sigma)]), tuple(float(x) for x in sigma) + (0.0,))
 
 
