@@ -37,11 +37,12 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_scenes(args: argparse.Namespace) -> int:
-    from streamwatch.train.scenes import write_scenes
+    from streamwatch.train.scenes import SCENES_VERSION, write_scenes
 
-    paths = write_scenes(args.out, args.count, first=args.first, width=args.width, height=args.height)
+    version = args.version or SCENES_VERSION
+    paths = write_scenes(args.out, args.count, first=args.first, width=args.width, height=args.height, version=version)
     print(json.dumps({"out": str(args.out), "scenes": len(paths), "first": args.first,
-                      "size": [args.width, args.height]}))
+                      "size": [args.width, args.height], "version": version}))
     return 0
 
 
@@ -208,6 +209,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sc.add_argument("--first", type=int, default=0, help="seed of the first scene; scene N is always the same picture")
     sc.add_argument("--width", type=int, default=1920)
     sc.add_argument("--height", type=int, default=1080)
+    sc.add_argument("--version", type=int, choices=(1, 2), default=None,
+                    help="renderer version (default: the current one, 2; 1 draws the level horizon and "
+                         "axis-aligned boxes the session-19 fusion was fitted on)")
     sc.set_defaults(func=cmd_dataset_scenes)
 
     p = subparsers.add_parser("train", help="train a fault classifier (needs torch)")

@@ -15,6 +15,15 @@ that real cameras see. The pictures are abstract, not photo-realistic: they wide
 :func:`write_scenes` writes them as a footage folder (``stills/`` + ``MANIFEST.tsv``) that
 ``streamwatch dataset build --src`` turns into degraded, labelled samples like any other
 footage, split by scene.
+
+Renderer versions (:data:`SCENES_VERSION`; ``dataset scenes --version``): version 1 (sessions
+19-20, the fusion shipped in session 19 was fitted on it) drew the horizon as a straight,
+level step across the whole width and every box axis-aligned - session 20 measured that
+its clean pictures look torn to the fusion's seam measures (``seam_step`` median 1.05-1.31
+against 0.54 for real clean pictures). Version 2 draws an uneven, tilted horizon, slightly
+rotated boxes and grids; its geometry comes from a second generator so that version 1 stays
+reproducible pixel for pixel (the scenes of one seed still differ between versions: the
+first generator's later draws depend on the shapes' sizes).
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+#: The renderer version :func:`render_scene` draws by default.
+SCENES_VERSION = 2
 
 #: The three layouts, chosen by seed in turn.
 LAYOUTS = ("street", "interior", "nature")
@@ -55,15 +67,18 @@ def _colour(rng: np.random.Generator, saturation: float) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
-def _surface(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
+def _surface(rng: np.random.Generator, h: int, w: int, base: np.ndarray, tilt_deg: float = 0.0) -> np.ndarray:
     """An (h, w, 3) float32 patch of ``base`` colour with texture: noise, and sometimes a
-    grid (windows, tiles, bricks) or stripes."""
+    grid (windows, tiles, bricks; turned by ``tilt_deg``) or stripes."""
     tex = _fractal(rng, h, w, int(rng.integers(3, 7)), int(rng.integers(2, 12)), float(rng.uniform(0.45, 0.8)))
     img = base[None, None, :] * (1.0 + float(rng.uniform(0.05, 0.45)) * tex[..., None])
     kind = rng.random()
     if kind < 0.25:
         ph, pw = int(rng.integers(6, 60)), int(rng.integers(6, 80))
         yy, xx = np.mgrid[0:h, 0:w]
+        if tilt_deg != 0.0:  # version 2: grid lines as rarely level as the edges around them
+            a = np.deg2rad(tilt_deg)
+            yy, xx = yy * np.cos(a) - xx * np.sin(a), xx * np.cos(a) + yy * np.sin(a)
         lines = ((yy % ph) < max(1, ph // int(rng.integers(3, 8)))) | ((xx % pw) < max(1, pw // int(rng.integers(3, 8))))
         img = np.where(lines[..., None], img * float(rng.uniform(0.4, 1.4)), img)
     elif kind < 0.4:
@@ -74,14 +89,15 @@ def _surface(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.n
     return img
 
 
-def _paste(canvas: np.ndarray, rng: np.random.Generator, mask: np.ndarray, base: np.ndarray) -> None:
+def _paste(canvas: np.ndarray, rng: np.random.Generator, mask: np.ndarray, base: np.ndarray,
+           tilt_deg: float = 0.0) -> None:
     """Cover ``mask`` (uint8 0/1) of ``canvas`` with a textured surface, edges softened by
     about a pixel (optics never draw a perfectly hard edge)."""
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    patch = _surface(rng, int(y1 - y0), int(x1 - x0), base)
+    patch = _surface(rng, int(y1 - y0), int(x1 - x0), base, tilt_deg)
     alpha = cv2.GaussianBlur(mask[y0:y1, x0:x1].astype(np.float32), (0, 0), float(rng.uniform(0.5, 1.2)))[..., None]
     canvas[y0:y1, x0:x1] = canvas[y0:y1, x0:x1] * (1 - alpha) + patch * alpha
 
@@ -103,14 +119,21 @@ def _road(canvas: np.ndarray, rng: np.random.Generator, horizon: int) -> None:
 
 
 def _shape_mask(rng: np.random.Generator, h: int, w: int, radius: float, centre: tuple[int, int],
-                nature: bool) -> np.ndarray:
-    """A box, ellipse or polygon of about ``radius`` at ``centre`` (nature: no boxes)."""
+                nature: bool, tilt_deg: float = 0.0) -> np.ndarray:
+    """A box, ellipse or polygon of about ``radius`` at ``centre`` (nature: no boxes); a box
+    stands on ``centre`` rotated by ``tilt_deg`` (a camera rarely sees an edge exactly level)."""
     mask = np.zeros((h, w), np.uint8)
     cx, cy = centre
     kind = rng.random() * 0.5 + 0.5 if nature else rng.random()
     if kind < 0.5:  # building, furniture, car, door
         bw, bh = int(radius * rng.uniform(0.5, 2.5)), int(radius * rng.uniform(0.5, 2.5))
-        cv2.rectangle(mask, (cx - bw // 2, cy - bh), (cx + bw // 2, cy), 1, -1)
+        if tilt_deg == 0.0:  # version 1, pixel for pixel
+            cv2.rectangle(mask, (cx - bw // 2, cy - bh), (cx + bw // 2, cy), 1, -1)
+        else:
+            a = np.deg2rad(tilt_deg)
+            corners = np.array([[-bw / 2, -bh], [bw / 2, -bh], [bw / 2, 0.0], [-bw / 2, 0.0]])
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+            cv2.fillPoly(mask, [np.round(corners @ rot.T + (cx, cy)).astype(np.int32)], 1, cv2.LINE_AA)
     elif kind < 0.8:  # foliage, person, rock
         axes = (int(radius), int(radius * rng.uniform(0.4, 1.6)))
         cv2.ellipse(mask, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1, cv2.LINE_AA)
@@ -122,10 +145,23 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int, radius: float, centre:
     return mask
 
 
-def render_scene(seed: int, width: int = 1920, height: int = 1080) -> np.ndarray:
-    """One clean procedural scene, BGR uint8 (height, width, 3); the same seed gives the same
-    picture. Layout by :func:`scene_layout`."""
+def _horizon_mask(geo: np.random.Generator, h: int, w: int, horizon: int) -> np.ndarray:
+    """Ground below an uneven, tilted horizon line through row ``horizon`` at mid-width: a
+    slope of up to ~5 degrees plus a low-frequency undulation of 0.5-4 % of the height (a
+    treeline, a kerb, terrain) - a level full-width step is what a torn frame's seam looks like."""
+    slope = float(geo.uniform(-0.09, 0.09))
+    bumps = _fractal(geo, 1, w, 4, int(geo.integers(2, 6)), 0.55)[0]
+    line = horizon + slope * (np.arange(w, dtype=np.float32) - w / 2) + float(geo.uniform(0.005, 0.04)) * h * bumps
+    return (np.arange(h, dtype=np.float32)[:, None] >= line[None, :]).astype(np.uint8)
+
+
+def render_scene(seed: int, width: int = 1920, height: int = 1080, version: int = SCENES_VERSION) -> np.ndarray:
+    """One clean procedural scene, BGR uint8 (height, width, 3); the same seed and ``version``
+    give the same picture. Layout by :func:`scene_layout`; versions: module docstring."""
+    if version not in (1, 2):
+        raise ValueError(f"scene renderer version {version} is not 1 or 2")
     rng = np.random.default_rng(seed)
+    geo = np.random.default_rng([seed, 2])  # version 2's geometry; leaves rng's stream as in version 1
     h, w = int(height), int(width)
     layout = scene_layout(seed)
     saturation = float(rng.uniform(0.4, 1.3))
@@ -136,9 +172,12 @@ def render_scene(seed: int, width: int = 1920, height: int = 1080) -> np.ndarray
     canvas[:] = top * (1 - t) + bottom * t
     canvas *= 1 + 0.15 * _fractal(rng, h, w, 4, 2, 0.6)[..., None]
     if layout != "interior":
-        ground = np.zeros((h, w), np.uint8)
-        ground[horizon:] = 1
-        _paste(canvas, rng, ground, _colour(rng, saturation * 0.7))
+        if version == 1:
+            ground = np.zeros((h, w), np.uint8)
+            ground[horizon:] = 1
+        else:
+            ground = _horizon_mask(geo, h, w, horizon)
+        _paste(canvas, rng, ground, _colour(rng, saturation * 0.7), 0.0 if version == 1 else float(geo.uniform(-15, 15)))
     if layout == "street":
         _road(canvas, rng, horizon)
     # Dead leaves: large shapes first, ever smaller ones in front (power-law sizes).
@@ -147,8 +186,9 @@ def render_scene(seed: int, width: int = 1920, height: int = 1080) -> np.ndarray
     for radius in radii:
         cx = int(rng.uniform(-0.1, 1.1) * w)
         cy = int(rng.uniform(horizon * 0.3, h)) if layout == "street" else int(rng.uniform(0, 1) * h)
-        mask = _shape_mask(rng, h, w, float(radius), (cx, cy), nature=layout == "nature")
-        _paste(canvas, rng, mask, _colour(rng, saturation) * float(rng.uniform(0.5, 1.3)))
+        tilt = 0.0 if version == 1 else float(np.clip(geo.normal(0.0, 4.0), -12.0, 12.0))
+        mask = _shape_mask(rng, h, w, float(radius), (cx, cy), nature=layout == "nature", tilt_deg=tilt)
+        _paste(canvas, rng, mask, _colour(rng, saturation) * float(rng.uniform(0.5, 1.3)), tilt)
     if layout == "nature":  # fine foliage: dense small specks, the texture a noise measure must not mistake
         for _ in range(int(rng.integers(0, 4))):
             specks = _fractal(rng, h, w, 6, int(rng.integers(40, 160)), 0.7) > rng.uniform(0.3, 0.7)
@@ -159,15 +199,21 @@ def render_scene(seed: int, width: int = 1920, height: int = 1080) -> np.ndarray
     r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
     vignette = 1 - float(rng.uniform(0, 0.35)) * r2 / 2
     canvas *= (light * vignette)[..., None] * rng.uniform(0.96, 1.04, 3)[None, None, :] * float(rng.uniform(0.6, 1.25))
+    if version >= 2:  # clean means not blown: at most 5 % of the picture white in every channel
+        lowest = canvas.min(axis=2)
+        top = float(np.percentile(lowest[::4, ::4], 95))
+        if top > 240.0:
+            canvas *= 240.0 / top
     canvas = cv2.GaussianBlur(canvas, (0, 0), float(rng.uniform(0.4, 0.9)))
     canvas += rng.normal(0, rng.uniform(0.3, 2.0), canvas.shape).astype(np.float32)
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def write_scenes(out_dir: str | Path, count: int, first: int = 0, width: int = 1920, height: int = 1080) -> list[Path]:
-    """Render scenes ``first .. first+count-1`` into ``out_dir/stills/scene_NNNNN_<layout>.png`` and
-    write ``out_dir/MANIFEST.tsv`` (the footage-folder layout of ``streamwatch dataset build
-    --src``). Returns the picture paths."""
+def write_scenes(out_dir: str | Path, count: int, first: int = 0, width: int = 1920, height: int = 1080,
+                 version: int = SCENES_VERSION) -> list[Path]:
+    """Render scenes ``first .. first+count-1`` (renderer ``version``) into
+    ``out_dir/stills/scene_NNNNN_<layout>.png`` and write ``out_dir/MANIFEST.tsv`` (the
+    footage-folder layout of ``streamwatch dataset build --src``). Returns the picture paths."""
     out = Path(out_dir)
     (out / "stills").mkdir(parents=True, exist_ok=True)
     paths, rows = [], []
@@ -176,10 +222,10 @@ def write_scenes(out_dir: str | Path, count: int, first: int = 0, width: int = 1
         # digit (consecutive frames), which would put ten scenes always on one side.
         layout = scene_layout(seed)
         path = out / "stills" / f"scene_{seed:05d}_{layout}.png"
-        if not cv2.imwrite(str(path), render_scene(seed, width, height)):
+        if not cv2.imwrite(str(path), render_scene(seed, width, height, version)):
             raise OSError(f"cannot write {path}")
         paths.append(path)
-        rows.append(f"stills/{path.name}\tstreamwatch.train.scenes (seed {seed})\t-\tgenerated, no third-party content\t"
+        rows.append(f"stills/{path.name}\tstreamwatch.train.scenes (seed {seed}, version {version})\t-\tgenerated, no third-party content\t"
                     f"PNG {width}x{height} RGB\tprocedural {layout} scene (clean)")
     header = ("# Procedural scenes made by `streamwatch dataset scenes` (streamwatch/train/scenes.py).\n"
               "# Columns: file, source, path, licence, format, content.\n")
