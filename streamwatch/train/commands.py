@@ -209,9 +209,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sc.add_argument("--first", type=int, default=0, help="seed of the first scene; scene N is always the same picture")
     sc.add_argument("--width", type=int, default=1920)
     sc.add_argument("--height", type=int, default=1080)
-    sc.add_argument("--version", type=int, choices=(1, 2), default=None,
-                    help="renderer version (default: the current one, 2; 1 draws the level horizon and "
-                         "axis-aligned boxes the session-19 fusion was fitted on)")
+    sc.add_argument("--version", type=int, choices=(1, 2, 3), default=None,
+                    help="renderer version (default: the current one; 1 draws the level horizon and axis-aligned "
+                         "boxes the session-19 fusion was fitted on, 2 none level, 3 some; streamwatch/train/scenes.py)")
     sc.set_defaults(func=cmd_dataset_scenes)
 
     p = subparsers.add_parser("train", help="train a fault classifier (needs torch)")
