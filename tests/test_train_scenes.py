@@ -64,15 +64,16 @@ def test_written_folder_builds_a_dataset_split_by_scene(tmp_path):
 
 
 def test_version_1_is_reproducible_and_version_2_has_no_level_seams():
-    """Version 1 (what the shipped fusion was fitted on) stays reproducible; version 2 (the
-    default) no longer draws a level full-width horizon and level boxes, which the fusion's
-    torn-frame measure (seam_step) took for a torn frame's seam (session 20)."""
+    """Version 1 (what the shipped fusion was fitted on) stays reproducible; version 2 no longer
+    draws a level full-width horizon and level boxes, which the fusion's torn-frame measure
+    (seam_step) took for a torn frame's seam (session 20); version 3 puts some back. Version 1
+    stays the default (session 21: neither fitted a better fusion)."""
     from streamwatch.train.scenes import SCENES_VERSION
 
-    assert SCENES_VERSION == 2
+    assert SCENES_VERSION == 1
     seeds = range(6)
     v1 = [render_scene(s, 1280, 720, version=1) for s in seeds]
-    v2 = [render_scene(s, 1280, 720) for s in seeds]
+    v2 = [render_scene(s, 1280, 720, version=2) for s in seeds]
     assert np.array_equal(v1[3], render_scene(3, 1280, 720, version=1))
     assert np.array_equal(v2[3], render_scene(3, 1280, 720, version=2))
     seam = FEATURE_NAMES.index("seam_step")

@@ -210,8 +210,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sc.add_argument("--width", type=int, default=1920)
     sc.add_argument("--height", type=int, default=1080)
     sc.add_argument("--version", type=int, choices=(1, 2, 3), default=None,
-                    help="renderer version (default: the current one; 1 draws the level horizon and axis-aligned "
-                         "boxes the session-19 fusion was fitted on, 2 none level, 3 some; streamwatch/train/scenes.py)")
+                    help="renderer version (default 1: level horizon and axis-aligned boxes, what the shipped fusion "
+                         "was fitted on; 2: none level; 3: some level; streamwatch/train/scenes.py)")
     sc.set_defaults(func=cmd_dataset_scenes)
 
     p = subparsers.add_parser("train", help="train a fault classifier (needs torch)")
