@@ -82,7 +82,7 @@ def _surface(rng: np.random.Generator, h: int, w: int, base: np.ndarray, tilt_de
     if kind < 0.25:
         ph, pw = int(rng.integers(6, 60)), int(rng.integers(6, 80))
         yy, xx = np.mgrid[0:h, 0:w]
-        if tilt_deg != 0.0:  # version 2: grid lines as rarely level as the edges around them
+        if tilt_deg != 0.0:  # versions 2 and 3: grid lines as rarely level as the edges around them
             a = np.deg2rad(tilt_deg)
             yy, xx = yy * np.cos(a) - xx * np.sin(a), xx * np.cos(a) + yy * np.sin(a)
         lines = ((yy % ph) < max(1, ph // int(rng.integers(3, 8)))) | ((xx % pw) < max(1, pw // int(rng.integers(3, 8))))
@@ -97,8 +97,8 @@ def _surface(rng: np.random.Generator, h: int, w: int, base: np.ndarray, tilt_de
 
 def _paste(canvas: np.ndarray, rng: np.random.Generator, mask: np.ndarray, base: np.ndarray,
            tilt_deg: float = 0.0) -> None:
-    """Cover ``mask`` (uint8 0/1) of ``canvas`` with a textured surface, edges softened by
-    about a pixel (optics never draw a perfectly hard edge)."""
+    """Cover ``mask`` (uint8 0/1) of ``canvas`` with a textured surface (a grid texture turned by
+    ``tilt_deg``), edges softened by about a pixel (optics never draw a perfectly hard edge)."""
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return
@@ -133,7 +133,7 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int, radius: float, centre:
     kind = rng.random() * 0.5 + 0.5 if nature else rng.random()
     if kind < 0.5:  # building, furniture, car, door
         bw, bh = int(radius * rng.uniform(0.5, 2.5)), int(radius * rng.uniform(0.5, 2.5))
-        if tilt_deg == 0.0:  # version 1, pixel for pixel
+        if tilt_deg == 0.0:  # a level box, drawn as version 1 draws every box (pixel for pixel)
             cv2.rectangle(mask, (cx - bw // 2, cy - bh), (cx + bw // 2, cy), 1, -1)
         else:
             a = np.deg2rad(tilt_deg)
