@@ -111,8 +111,9 @@ def test_a_smeared_dark_forest_is_not_a_bar():
 @pytest.mark.skipif(not ASSETS_MODEL.exists(), reason="no shipped model")
 def test_the_classifier_sees_the_picture_not_the_bars(picture):
     """A letterboxed or clock-stripped normal picture gets the plain picture's verdict; without
-    the cut (the network and fusion on the whole frame) the flat black bars read as a broken
-    decode, ``frozen`` - the failure this guards against."""
+    the cut (the network and fusion on the whole frame) the flat black letterbox bars read as a
+    broken decode, ``frozen`` - the failure this guards against. (The models of sessions 14-21
+    also read the uncut 50 px clock strip as ``frozen``; session 22's fusion does not, p 0.33.)"""
     from streamwatch.model.fusion import frame_features
     from streamwatch.model.runtime import Classifier
 
@@ -127,4 +128,5 @@ def test_the_classifier_sees_the_picture_not_the_bars(picture):
     boxed = clf.predict(variants)
     assert (boxed.argmax(1) == plain.argmax()).all(), (plain, boxed)
     assert (boxed[:, frozen] < 0.5).all()
-    assert (whole.predict(variants)[:, frozen] > 0.5).all()
+    uncut = whole.predict(variants[:1])
+    assert uncut[0, frozen] > 0.5, uncut

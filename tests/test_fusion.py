@@ -91,6 +91,37 @@ def test_shifted_continuation_tells_a_torn_frame_from_a_horizon(seed):
     assert score["torn"] > score["horizon"] + 0.2, score
 
 
+def _discs(seed: int) -> np.ndarray:
+    """Dead leaves of discs (720p): natural-picture statistics without the long, perfectly
+    vertical edges of :func:`_blocks`' rectangles, which no camera image has by the thousand."""
+    rng = np.random.default_rng(seed)
+    img = np.full((720, 1280, 3), 128, np.uint8)
+    for _ in range(3000):
+        centre = (int(rng.integers(-40, 1320)), int(rng.integers(-40, 760)))
+        cv2.circle(img, centre, int(rng.integers(4, 80)), tuple(int(v) for v in rng.integers(0, 256, 3)), -1, cv2.LINE_AA)
+    return img
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_lower_column_seam_finds_where_a_torn_frame_wrapped(seed):
+    clean = _discs(seed)
+    torn = clean.copy()
+    torn[430:] = np.roll(clean[430:], 150, axis=1)  # wraps round: a vertical seam at x = 150, below row 430 only
+    filled = clean.copy()
+    filled[430:, 150:] = clean[430:, :-150]  # shifted without wrapping; the uncovered edge left black
+    filled[430:, :150] = 0
+    horizon = clean.copy()
+    horizon[430:] = _discs(seed + 100)[430:]  # a step into other content: no column runs down from it
+    features = {name: dict(zip(FEATURE_NAMES, frame_features(img)))
+                for name, img in (("clean", clean), ("torn", torn), ("filled", filled), ("horizon", horizon))}
+    seam = {name: f["lower_column_seam"] for name, f in features.items()}
+    gain = {name: f["lower_column_gain"] for name, f in features.items()}
+    for broken in ("torn", "filled"):
+        assert seam[broken] > 0.7, seam
+        assert seam[broken] > seam["clean"] + 0.3 and seam[broken] > seam["horizon"] + 0.3, seam
+        assert gain[broken] > gain["clean"] + 0.2 and gain[broken] > gain["horizon"] + 0.2, gain
+
+
 def test_json_round_trip_and_shape_checks():
     fusion = _identity_fusion()
     back = Fusion.from_json(fusion.to_json(), K)

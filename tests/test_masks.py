@@ -95,11 +95,13 @@ def test_a_filled_mask_is_called_normal_again(stills):
     p_filled = classifier.predict([fill_regions(m, [REGION]) for m in masked])[:, 0]
     assert (p_clean > 0.5).sum() == len(stills), p_clean
     # The mask alone costs the normal class (session 14's model: >= half called a fault; session 19's
-    # fusion, more robust to it: normal 0.97 -> 0.70 on average, 2 of 8 called a fault).
-    assert p_black.mean() <= p_clean.mean() - 0.2, p_black
+    # fusion, more robust to it: normal 0.97 -> 0.70 on average, 2 of 8 called a fault; session 22's:
+    # 0.97 -> 0.82, 1 of 8), and filling it gives the clean pictures' verdict back (session 22: 0.96).
+    assert p_black.mean() <= p_clean.mean() - 0.1, p_black
     assert (p_black < 0.5).sum() >= 1, p_black
     assert (p_filled > 0.5).sum() >= len(stills) - 1, p_filled
-    assert p_filled.mean() > p_black.mean() + 0.25, (p_black, p_filled)
+    assert p_filled.mean() >= p_clean.mean() - 0.05, (p_clean, p_filled)
+    assert p_filled.mean() > p_black.mean() + 0.1, (p_black, p_filled)
 
 
 def test_config_masks_reach_the_classifier_through_the_batcher(tmp_path: Path, stills):
