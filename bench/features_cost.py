@@ -9,7 +9,8 @@ machines.
 
     python bench/features_cost.py --data /work/scratch/model/ds_v3/test [--frames 20] [--rounds 9] [--json]
 
-Frames: every n-th picture of ``--data`` (searched recursively), resized to 1920x1080.
+Frames: every n-th picture of ``--data`` (a split: DIR/<class>/, as ``streamwatch evaluate`` reads it), resized to
+1920x1080.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamwatch.model import fusion  # noqa: E402
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+from streamwatch.train.dataset import list_images  # noqa: E402
 
 
 def load_frames(data: Path, count: int) -> list:
     """``count`` pictures spread evenly over ``data``, resized to 1080p."""
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(path for path, _ in list_images(data))
     if not files:
         raise SystemExit(f"no pictures under {data}")
     step = max(1, len(files) // count)
@@ -50,7 +50,7 @@ def seconds_per_frame(frames: list) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="folder of pictures (e.g. a test split)")
+    ap.add_argument("--data", type=Path, required=True, help="a split folder, DIR/<class>/ (e.g. a test split)")
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=9, help="alternations of with / without")
     ap.add_argument("--json", action="store_true")
