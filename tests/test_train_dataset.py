@@ -372,3 +372,35 @@ def test_near_minimum_draws_severities_near_the_issue_minimum(footage, tmp_path)
 
     assert sum(grain(r["file"]) for r in noise) < sum(
         grain(tmp_path / "plain" / Path(r["file"]).relative_to(tmp_path / "all")) for r in noise)
+
+
+def test_samples_record_each_fault_and_the_severity_bench_reads_them(footage, tmp_path):
+    """samples.csv carries every fault's drawn kind and severity and whether it reaches the issue's
+    minimum; ``bench/severity.py`` scores the split with the shipped model and splits the accuracy
+    by them (counts must add up to the split's)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "d"
+    ds.build_dataset(footage, out, seed=3, per_class={"train": 0, "val": 0, "test": 6}, workers=1, progress=False)
+    rows = list(__import__("csv").DictReader(open(out / "samples.csv")))
+    for r in rows:
+        if r["label"] == "normal":
+            assert r["fault"] == "" and r["meets_minimum"] == ""
+        else:
+            assert json.loads(r["fault"])["kind"] and r["meets_minimum"] in ("True", "False")
+    kinds = {json.loads(r["fault"])["kind"] for r in rows if r["label"] == "frozen"}
+    assert kinds <= {"smear", "blocks", "torn"}
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "bench" / "severity.py"), "--data", str(out), "--json",
+                           "--threads", "1"], capture_output=True, text=True, timeout=300, cwd=str(repo))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    below = sum(r["meets_minimum"] == "False" for r in rows)
+    assert report["meets_minimum"]["n"] == len(rows) - below
+    for label in CLASS_NAMES:
+        groups = report["per_class"][label]
+        assert groups["all"]["n"] == 6
+        assert sum(v["n"] for g, v in groups.items() if g.startswith("kind:")) == (0 if label == "normal" else 6)
+        if label != "normal":
+            assert groups.get("meets", {"n": 0})["n"] + groups.get("below", {"n": 0})["n"] == 6

@@ -184,3 +184,66 @@ def test_near_minimum_faults_sit_between_the_issue_minimum_and_1_5x_it():
     assert np.mean(near_blur) > np.mean(full_blur) and np.mean(near_cast) < np.mean(full_cast)
     with pytest.raises(ValueError):
         dg.near_minimum(scene, "frozen", np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("label", CLASS_NAMES)
+def test_recording_the_drawn_fault_changes_no_pixel(label):
+    """``record`` only reports what was drawn: the same picture with or without it, every class."""
+    img = _scene()
+    other = _scene(seed=3)
+    for seed in range(6):
+        record: dict = {}
+        plain = dg.degrade(img, label, np.random.default_rng(seed), other=other)
+        recorded = dg.degrade(img, label, np.random.default_rng(seed), other=other, record=record)
+        np.testing.assert_array_equal(plain, recorded)
+        assert bool(record) == (label != "normal")
+        if label in dg.NEAR_MINIMUM_CLASSES:
+            record = {}
+            plain = dg.near_minimum(img, label, np.random.default_rng(seed))
+            np.testing.assert_array_equal(plain, dg.near_minimum(img, label, np.random.default_rng(seed), record=record))
+            two_up = record.get("kind") == "gain" and sorted(record["gains_bgr"])[1] > 0.85  # a yellow/magenta cast
+            assert dg.meets_issue_minimum(label, record) or two_up, record  # otherwise never below the minimum
+
+
+def test_recorded_severities_are_what_the_picture_shows():
+    """The recorded noise sigma and impulse share are measured back from a flat picture, a recorded
+    gain cast from the channel means."""
+    flat = np.full((300, 400, 3), 128, np.uint8)
+    for seed in range(8):
+        rec: dict = {}
+        out = dg.gaussian_noise(flat, np.random.default_rng(seed), record=rec)
+        assert abs(float((out.astype(np.float32) - 128).std()) - rec["sigma"]) < 0.05 * rec["sigma"] + 0.3
+        rec = {}
+        out = dg.salt_pepper(flat, np.random.default_rng(seed), record=rec)
+        share = float((out != 128).any(axis=2).mean())
+        assert 0.8 * rec["share"] < share < 1.6 * rec["share"], (share, rec)  # per-channel dots hit up to 1.5x the pixels
+        rec = {}
+        out = dg.color_cast(flat, np.random.default_rng(seed), record=rec)
+        if rec["kind"] == "gain":
+            means = out.reshape(-1, 3).mean(0)
+            assert int(np.argmax(means)) == int(np.argmax(rec["gains_bgr"]))
+            assert int(np.argmin(means)) == int(np.argmin(rec["gains_bgr"]))
+
+
+@pytest.mark.parametrize("label, record, meets", [
+    ("color_cast", {"kind": "tint", "share": 0.24}, False),
+    ("color_cast", {"kind": "tint", "share": 0.25}, True),
+    ("color_cast", {"kind": "gain", "gains_bgr": [0.8, 0.85, 1.35]}, True),
+    ("color_cast", {"kind": "gain", "gains_bgr": [1.4, 0.86, 0.7]}, False),  # a second channel above 0.85
+    ("color_cast", {"kind": "gain", "gains_bgr": [1.3, 0.7, 0.7]}, False),
+    ("color_cast", {"kind": "gain", "gains_bgr": [1.5, 1.2, 0.6]}, False),  # two channels up: not the issue's cast
+    ("blurred", {"kind": "gaussian", "sigma_at_768": 2.49}, False),
+    ("blurred", {"kind": "gaussian", "sigma_at_768": 2.5}, True),
+    ("blurred", {"kind": "defocus", "radius": 3.9}, False),
+    ("blurred", {"kind": "motion", "length": 9.0}, True),
+    ("blurred", {"kind": "shake", "length": 7.0, "radius": 4.1}, True),
+    ("blurred", {"kind": "shake", "length": 8.0, "radius": 3.0}, False),
+    ("gaussian_noise", {"kind": "luma", "sigma": 11.9}, False),
+    ("salt_pepper", {"kind": "impulses", "share": 0.0099}, False),
+    ("salt_pepper", {"kind": "impulses", "share": 0.01}, True),
+    ("overexposed", {"kind": "exposure", "gain": 2.19}, False),
+    ("frozen", {"kind": "torn", "boundary": 0.5}, True),
+    ("monochrome", {"kind": "mean"}, True),
+])
+def test_meets_issue_minimum_follows_the_issue_text(label, record, meets):
+    assert dg.meets_issue_minimum(label, record) is meets

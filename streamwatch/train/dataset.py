@@ -11,6 +11,11 @@ Output layout (also what ``streamwatch evaluate --data`` reads)::
 
     out_dir/{train,val,test}/{class}/{split}_{index:06d}.jpg
     out_dir/dataset.json     seed, split of source files, counts, sample table
+    out_dir/samples.csv      one row per sample: source, frame, size, JPEG quality, scene
+                             changes, ``fault`` (JSON: the kind and severity drawn, e.g.
+                             ``{"kind": "tint", "share": 0.31}``) and ``meets_minimum``
+                             (whether that severity reaches issue 3's minimum for the class;
+                             :func:`streamwatch.train.degrade.meets_issue_minimum`)
 
 Labelling rules read from ``MANIFEST.tsv`` (content column) when present:
 
@@ -397,19 +402,21 @@ def _make_sample(task: tuple[str, int, int, str, str, "Variation"]) -> dict:
     if has_osd and not osd_on_top:
         img = draw_osd(img)
         other = draw_osd(other) if other is not None else None
+    fault: dict = {}  # the kind and severity drawn (samples.csv)
     if use_mono:
         out = dg.normal(img, rng)
         out = dg.monochrome(out, rng)  # decoded gray video can carry tiny chroma noise
+        fault = {"kind": "grayscale_camera"}
     elif (label == "normal" and variation.night_share > 0
           and np.random.default_rng([seed, SPLITS.index(split), index, 2]).random() < variation.night_share):
         out = dg.night(img, np.random.default_rng([seed, SPLITS.index(split), index, 3]))
         night = True
     elif (label in dg.NEAR_MINIMUM_CLASSES and variation.near_minimum > 0
           and np.random.default_rng([seed, SPLITS.index(split), index, 18]).random() < variation.near_minimum):
-        out = dg.near_minimum(img, label, rng)
+        out = dg.near_minimum(img, label, rng, record=fault)
         near_minimum = True
     else:
-        out = dg.degrade(img, label, rng, other=other)
+        out = dg.degrade(img, label, rng, other=other, record=fault)
     if osd_on_top:
         out = draw_osd(out)
     # A noisy camera seen through a video encoder: coding loss *after* the noise turns it into
@@ -433,7 +440,9 @@ def _make_sample(task: tuple[str, int, int, str, str, "Variation"]) -> dict:
             "width": out.shape[1], "height": out.shape[0], "jpeg_quality": q, "blocky": blocky, "coded_noise": coded, "night": night,
             "osd": "top" if osd_on_top else "under" if has_osd else "", "recoloured": recoloured,
             "upscaled": "" if not upscaled else "fault_first" if fault_before_upscale else "picture",
-            "downscaled": downscaled, "near_minimum": near_minimum}
+            "downscaled": downscaled, "near_minimum": near_minimum,
+            "fault": json.dumps(fault, sort_keys=True) if fault else "",
+            "meets_minimum": dg.meets_issue_minimum(label, fault) if label != "normal" else ""}
 
 
 def build_dataset(

@@ -40,6 +40,11 @@ from streamwatch import CLASS_NAMES
 
 Rng = np.random.Generator
 
+#: What a fault function drew (kind and severity), filled in when the caller passes a dict as
+#: ``record``; :func:`meets_issue_minimum` reads it. Recording draws nothing from the generator,
+#: so a sample is the same picture with or without it.
+Record = dict | None
+
 _GAMMA = 2.2
 
 
@@ -76,7 +81,8 @@ def white_clipped_share(lin: np.ndarray, gain: float = 1.0, rolloff: float | Non
     return float((out.min(axis=2) >= 1.0).mean())
 
 
-def overexpose(img: np.ndarray, rng: Rng, gain: float | None = None, min_clipped: float = 0.15) -> np.ndarray:
+def overexpose(img: np.ndarray, rng: Rng, gain: float | None = None, min_clipped: float = 0.15,
+               record: Record = None) -> np.ndarray:
     """Exposure x gain in linear light with clipping and highlight roll-off to white. The gain is
     raised (up to x40) until at least ``min_clipped`` of the pixels are blown to *white* - every
     channel clipped, not just one - so the result is unmistakably over-exposed even for dark
@@ -91,6 +97,8 @@ def overexpose(img: np.ndarray, rng: Rng, gain: float | None = None, min_clipped
     while g < 40.0 and white_clipped_share(probe, g, rolloff) < min_clipped:
         g *= 1.25
     out = _blown(lin, g, rolloff)
+    if record is not None:
+        record.update(kind="exposure", gain=round(g, 3))
     if rng.random() < 0.3:  # a little veiling glare / lifted blacks
         out = out + rng.uniform(0.02, 0.15)
     return _from_linear(out)
@@ -100,13 +108,17 @@ def _scale(w: int) -> float:
     return w / 768.0
 
 
-def gaussian_blur(img: np.ndarray, rng: Rng, sigma: float | None = None) -> np.ndarray:
+def gaussian_blur(img: np.ndarray, rng: Rng, sigma: float | None = None, record: Record = None) -> np.ndarray:
     s = float(sigma if sigma is not None else rng.uniform(2.2, 7.0) * _scale(img.shape[1]))
+    if record is not None:
+        record.update(kind="gaussian", sigma_at_768=round(s / _scale(img.shape[1]), 3))
     return cv2.GaussianBlur(img, (0, 0), sigmaX=max(s, 0.5))
 
 
-def defocus_blur(img: np.ndarray, rng: Rng, radius: float | None = None) -> np.ndarray:
+def defocus_blur(img: np.ndarray, rng: Rng, radius: float | None = None, record: Record = None) -> np.ndarray:
     r = float(radius if radius is not None else rng.uniform(3.5, max(12.0, 10.0 * _scale(img.shape[1]))))
+    if record is not None:
+        record.update(kind="defocus", radius=round(r, 3))
     k = int(np.ceil(r)) * 2 + 1
     yy, xx = np.mgrid[:k, :k] - k // 2
     disk = (xx * xx + yy * yy <= r * r).astype(np.float32)
@@ -114,8 +126,11 @@ def defocus_blur(img: np.ndarray, rng: Rng, radius: float | None = None) -> np.n
     return cv2.filter2D(img, -1, disk / disk.sum(), borderType=cv2.BORDER_REFLECT)
 
 
-def motion_blur(img: np.ndarray, rng: Rng, length: float | None = None, angle: float | None = None) -> np.ndarray:
+def motion_blur(img: np.ndarray, rng: Rng, length: float | None = None, angle: float | None = None,
+                record: Record = None) -> np.ndarray:
     n = float(length if length is not None else rng.uniform(8.0, 30.0) * max(1.0, _scale(img.shape[1]) ** 0.5))
+    if record is not None:
+        record.update(kind="motion", length=round(n, 3))
     a = float(angle if angle is not None else rng.uniform(0, 180))
     k = int(np.ceil(n)) | 1
     kern = np.zeros((k, k), np.float32)
@@ -126,21 +141,25 @@ def motion_blur(img: np.ndarray, rng: Rng, length: float | None = None, angle: f
     return cv2.filter2D(img, -1, kern / kern.sum(), borderType=cv2.BORDER_REFLECT)
 
 
-def blur(img: np.ndarray, rng: Rng) -> np.ndarray:
+def blur(img: np.ndarray, rng: Rng, record: Record = None) -> np.ndarray:
     """Gaussian, defocus, motion, or camera shake (motion + defocus)."""
     kind = rng.choice(["gaussian", "defocus", "motion", "shake"], p=[0.3, 0.3, 0.25, 0.15])
     if kind == "gaussian":
-        return gaussian_blur(img, rng)
+        return gaussian_blur(img, rng, record=record)
     if kind == "defocus":
-        return defocus_blur(img, rng)
+        return defocus_blur(img, rng, record=record)
     if kind == "motion":
-        return motion_blur(img, rng)
-    out = motion_blur(img, rng, length=rng.uniform(6.0, 20.0))
-    return defocus_blur(out, rng, radius=rng.uniform(2.5, 6.0))
+        return motion_blur(img, rng, record=record)
+    shake: dict = {}
+    out = motion_blur(img, rng, length=rng.uniform(6.0, 20.0), record=shake)
+    out = defocus_blur(out, rng, radius=rng.uniform(2.5, 6.0), record=shake)
+    if record is not None:
+        record.update(kind="shake", length=shake["length"], radius=shake["radius"])
+    return out
 
 
 def color_cast(img: np.ndarray, rng: Rng, up: tuple[float, float] = (1.3, 1.9), down: tuple[float, float] = (0.5, 0.88),
-               alpha_range: tuple[float, float] = (0.22, 0.6)) -> np.ndarray:
+               alpha_range: tuple[float, float] = (0.22, 0.6), record: Record = None) -> np.ndarray:
     """One channel up, the others down (gains drawn from ``up`` and ``down``), or a colour tint
     blended at a share drawn from ``alpha_range``."""
     if rng.random() < 0.55:
@@ -150,10 +169,14 @@ def color_cast(img: np.ndarray, rng: Rng, up: tuple[float, float] = (1.3, 1.9), 
         if rng.random() < 0.3:  # sometimes two channels up (e.g. yellow / magenta cast)
             ch2 = (ch + int(rng.integers(1, 3))) % 3
             gains[ch2] = rng.uniform(1.1, 1.6)
+        if record is not None:
+            record.update(kind="gain", gains_bgr=[round(float(v), 3) for v in gains])
         if rng.random() < 0.5:
             return _from_linear(_to_linear(img) * gains[None, None, :] ** _GAMMA)
         return _u8(img.astype(np.float32) * gains[None, None, :])
     alpha = rng.uniform(*alpha_range)
+    if record is not None:
+        record.update(kind="tint", share=round(float(alpha), 3))
     hue = int(rng.integers(0, 180))
     tint = cv2.cvtColor(np.uint8([[[hue, int(rng.integers(170, 256)), int(rng.integers(140, 256))]]]), cv2.COLOR_HSV2BGR)[0, 0]
     if rng.random() < 0.5:  # multiply-style tint keeps the shading
@@ -164,9 +187,12 @@ def color_cast(img: np.ndarray, rng: Rng, up: tuple[float, float] = (1.3, 1.9), 
     return _u8((1 - alpha) * img.astype(np.float32) + alpha * target)
 
 
-def gaussian_noise(img: np.ndarray, rng: Rng, sigma: float | None = None, color: bool | None = None) -> np.ndarray:
+def gaussian_noise(img: np.ndarray, rng: Rng, sigma: float | None = None, color: bool | None = None,
+                   record: Record = None) -> np.ndarray:
     s = float(sigma if sigma is not None else rng.uniform(10.0, 35.0))
     colour = bool(color if color is not None else rng.random() < 0.5)
+    if record is not None:
+        record.update(kind="colour" if colour else "luma", sigma=round(s, 3))
     h, w = img.shape[:2]
     if colour:
         noise = rng.standard_normal((h, w, 3), dtype=np.float32) * s
@@ -175,8 +201,10 @@ def gaussian_noise(img: np.ndarray, rng: Rng, sigma: float | None = None, color:
     return _u8(img.astype(np.float32) + noise)
 
 
-def salt_pepper(img: np.ndarray, rng: Rng, amount: float | None = None) -> np.ndarray:
+def salt_pepper(img: np.ndarray, rng: Rng, amount: float | None = None, record: Record = None) -> np.ndarray:
     p = float(amount if amount is not None else rng.uniform(0.008, 0.08))
+    if record is not None:
+        record.update(kind="impulses", share=round(p, 5))
     h, w = img.shape[:2]
     out = img.copy()
     salt_share = rng.uniform(0.2, 0.8) if rng.random() < 0.8 else float(rng.choice([0.0, 1.0]))
@@ -193,10 +221,12 @@ def salt_pepper(img: np.ndarray, rng: Rng, amount: float | None = None) -> np.nd
     return out
 
 
-def monochrome(img: np.ndarray, rng: Rng) -> np.ndarray:
+def monochrome(img: np.ndarray, rng: Rng, record: Record = None) -> np.ndarray:
     """Chroma removed entirely, with one of several luma formulas."""
     f = img.astype(np.float32)
     kind = int(rng.integers(4))
+    if record is not None:
+        record.update(kind=("opencv", "mean", "bt709", "lightness")[kind])
     if kind == 0:
         y = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
     elif kind == 1:
@@ -215,7 +245,7 @@ def monochrome(img: np.ndarray, rng: Rng) -> np.ndarray:
 FROZEN_MIN_VISIBLE = 6.0
 
 
-def frozen(img: np.ndarray, rng: Rng, other: np.ndarray | None = None) -> np.ndarray:
+def frozen(img: np.ndarray, rng: Rng, other: np.ndarray | None = None, record: Record = None) -> np.ndarray:
     """Broken decode: smeared rows, grey/green macroblocks, or a torn frame.
 
     ``other`` is another frame of the same source (for videos); without it a
@@ -231,6 +261,8 @@ def frozen(img: np.ndarray, rng: Rng, other: np.ndarray | None = None) -> np.nda
         change = float(np.abs(out[y0:].astype(np.int16) - img[y0:].astype(np.int16)).mean())
         if change >= FROZEN_MIN_VISIBLE:
             break
+    if record is not None:
+        record.update(kind=kind, boundary=round(y0 / h, 3))
     return out
 
 
@@ -350,7 +382,7 @@ assert tuple(DEGRADATIONS) == CLASS_NAMES
 NEAR_MINIMUM_CLASSES = frozenset({"overexposed", "blurred", "color_cast", "gaussian_noise", "salt_pepper"})
 
 
-def near_minimum(img: np.ndarray, label: str, rng: Rng) -> np.ndarray:
+def near_minimum(img: np.ndarray, label: str, rng: Rng, record: Record = None) -> np.ndarray:
     """The fault of class ``label`` at a severity between issue 3's minimum and about 1.5x it.
 
     :func:`degrade` draws severities from a little below the minimum to 3-4x it, so only a
@@ -364,28 +396,62 @@ def near_minimum(img: np.ndarray, label: str, rng: Rng) -> np.ndarray:
         raise ValueError(f"class {label!r} has no severity to draw near its minimum")
     w = img.shape[1]
     if label == "overexposed":
-        return overexpose(img, rng, gain=rng.uniform(2.2, 3.3), min_clipped=0.1)
+        return overexpose(img, rng, gain=rng.uniform(2.2, 3.3), min_clipped=0.1, record=record)
     if label == "blurred":
         kind = rng.choice(["gaussian", "defocus", "motion"])
         if kind == "gaussian":
-            return gaussian_blur(img, rng, sigma=rng.uniform(2.5, 3.75) * _scale(w))
+            return gaussian_blur(img, rng, sigma=rng.uniform(2.5, 3.75) * _scale(w), record=record)
         if kind == "defocus":
-            return defocus_blur(img, rng, radius=rng.uniform(4.0, 6.0))
-        return motion_blur(img, rng, length=rng.uniform(9.0, 14.0))
+            return defocus_blur(img, rng, radius=rng.uniform(4.0, 6.0), record=record)
+        return motion_blur(img, rng, length=rng.uniform(9.0, 14.0), record=record)
     if label == "color_cast":
-        return color_cast(img, rng, up=(1.35, 1.55), down=(0.7, 0.85), alpha_range=(0.25, 0.38))
+        return color_cast(img, rng, up=(1.35, 1.55), down=(0.7, 0.85), alpha_range=(0.25, 0.38), record=record)
     if label == "gaussian_noise":
-        return gaussian_noise(img, rng, sigma=rng.uniform(12.0, 18.0))
-    return salt_pepper(img, rng, amount=rng.uniform(0.01, 0.02))
+        return gaussian_noise(img, rng, sigma=rng.uniform(12.0, 18.0), record=record)
+    return salt_pepper(img, rng, amount=rng.uniform(0.01, 0.02), record=record)
 
 
-def degrade(img: np.ndarray, label: str, rng: Rng, other: np.ndarray | None = None) -> np.ndarray:
-    """Apply the degradation of class ``label`` (randomised type and severity)."""
+def degrade(img: np.ndarray, label: str, rng: Rng, other: np.ndarray | None = None,
+            record: Record = None) -> np.ndarray:
+    """Apply the degradation of class ``label`` (randomised type and severity); ``record``, when
+    a dict, receives the kind and severity drawn (nothing for ``normal``)."""
     if label not in DEGRADATIONS:
         raise ValueError(f"unknown class {label!r}")
     if label == "frozen":
-        return frozen(img, rng, other=other)
-    return DEGRADATIONS[label](img, rng)
+        return frozen(img, rng, other=other, record=record)
+    if label == "normal":
+        return normal(img, rng)
+    return DEGRADATIONS[label](img, rng, record=record)
+
+
+def meets_issue_minimum(label: str, record: dict) -> bool:
+    """Whether a fault drawn by :func:`degrade` / :func:`near_minimum` (its ``record``) is at least
+    as severe as issue 3's minimum for its class (the table at the top of this module). The
+    builder also draws a little below the minimums so that the boundary is learned; such samples
+    are labelled faults but are milder than what the issue promises to judge. Classes without a
+    severity (normal, frozen, monochrome) always meet it. A gain cast with a second channel raised
+    (a yellow or magenta cast) does not meet "the others <= 0.85" and so does not count."""
+    kind = record.get("kind")
+    if label == "overexposed":
+        return record["gain"] >= 2.2
+    if label == "blurred":
+        if kind == "gaussian":
+            return record["sigma_at_768"] >= 2.5
+        if kind == "defocus":
+            return record["radius"] >= 4.0
+        if kind == "motion":
+            return record["length"] >= 9.0
+        return record["length"] >= 9.0 or record["radius"] >= 4.0  # shake: either part alone suffices
+    if label == "color_cast":
+        if kind == "tint":
+            return record["share"] >= 0.25
+        gains = sorted(record["gains_bgr"])
+        return gains[2] >= 1.35 and gains[1] <= 0.85
+    if label == "gaussian_noise":
+        return record["sigma"] >= 12.0
+    if label == "salt_pepper":
+        return record["share"] >= 0.01
+    return True
 
 
 # ------------------------------------------------------------- on-screen display
