@@ -379,6 +379,19 @@ assert tuple(DEGRADATIONS) == CLASS_NAMES
 
 
 #: Classes whose severity :func:`near_minimum` can draw near issue 3's minimum.
+#: Issue 3's minimum severities ("at least at these severities"): exposure gain in linear light,
+#: gaussian blur sigma at 768 px width, defocus disk radius and motion length in pixels, a gain
+#: cast's raised channel and the most the other two may keep, a tint's blend share, noise sigma
+#: (of 255), impulse share of the pixels.
+MIN_EXPOSURE_GAIN = 2.2
+MIN_GAUSSIAN_SIGMA_AT_768 = 2.5
+MIN_DEFOCUS_RADIUS = 4.0
+MIN_MOTION_LENGTH = 9.0
+MIN_CAST_GAIN, MAX_CAST_OTHERS = 1.35, 0.85
+MIN_TINT_SHARE = 0.25
+MIN_NOISE_SIGMA = 12.0
+MIN_IMPULSE_SHARE = 0.01
+
 NEAR_MINIMUM_CLASSES = frozenset({"overexposed", "blurred", "color_cast", "gaussian_noise", "salt_pepper"})
 
 
@@ -396,19 +409,20 @@ def near_minimum(img: np.ndarray, label: str, rng: Rng, record: Record = None) -
         raise ValueError(f"class {label!r} has no severity to draw near its minimum")
     w = img.shape[1]
     if label == "overexposed":
-        return overexpose(img, rng, gain=rng.uniform(2.2, 3.3), min_clipped=0.1, record=record)
+        return overexpose(img, rng, gain=rng.uniform(MIN_EXPOSURE_GAIN, 3.3), min_clipped=0.1, record=record)
     if label == "blurred":
         kind = rng.choice(["gaussian", "defocus", "motion"])
         if kind == "gaussian":
-            return gaussian_blur(img, rng, sigma=rng.uniform(2.5, 3.75) * _scale(w), record=record)
+            return gaussian_blur(img, rng, sigma=rng.uniform(MIN_GAUSSIAN_SIGMA_AT_768, 3.75) * _scale(w), record=record)
         if kind == "defocus":
-            return defocus_blur(img, rng, radius=rng.uniform(4.0, 6.0), record=record)
-        return motion_blur(img, rng, length=rng.uniform(9.0, 14.0), record=record)
+            return defocus_blur(img, rng, radius=rng.uniform(MIN_DEFOCUS_RADIUS, 6.0), record=record)
+        return motion_blur(img, rng, length=rng.uniform(MIN_MOTION_LENGTH, 14.0), record=record)
     if label == "color_cast":
-        return color_cast(img, rng, up=(1.35, 1.55), down=(0.7, 0.85), alpha_range=(0.25, 0.38), record=record)
+        return color_cast(img, rng, up=(MIN_CAST_GAIN, 1.55), down=(0.7, MAX_CAST_OTHERS), alpha_range=(MIN_TINT_SHARE, 0.38),
+                          record=record)
     if label == "gaussian_noise":
-        return gaussian_noise(img, rng, sigma=rng.uniform(12.0, 18.0), record=record)
-    return salt_pepper(img, rng, amount=rng.uniform(0.01, 0.02), record=record)
+        return gaussian_noise(img, rng, sigma=rng.uniform(MIN_NOISE_SIGMA, 18.0), record=record)
+    return salt_pepper(img, rng, amount=rng.uniform(MIN_IMPULSE_SHARE, 0.02), record=record)
 
 
 def degrade(img: np.ndarray, label: str, rng: Rng, other: np.ndarray | None = None,
@@ -433,24 +447,25 @@ def meets_issue_minimum(label: str, record: dict) -> bool:
     (a yellow or magenta cast) does not meet "the others <= 0.85" and so does not count."""
     kind = record.get("kind")
     if label == "overexposed":
-        return record["gain"] >= 2.2
+        return record["gain"] >= MIN_EXPOSURE_GAIN
     if label == "blurred":
         if kind == "gaussian":
-            return record["sigma_at_768"] >= 2.5
+            return record["sigma_at_768"] >= MIN_GAUSSIAN_SIGMA_AT_768
         if kind == "defocus":
-            return record["radius"] >= 4.0
+            return record["radius"] >= MIN_DEFOCUS_RADIUS
         if kind == "motion":
-            return record["length"] >= 9.0
-        return record["length"] >= 9.0 or record["radius"] >= 4.0  # shake: either part alone suffices
+            return record["length"] >= MIN_MOTION_LENGTH
+        # shake: either part alone suffices
+        return record["length"] >= MIN_MOTION_LENGTH or record["radius"] >= MIN_DEFOCUS_RADIUS
     if label == "color_cast":
         if kind == "tint":
-            return record["share"] >= 0.25
+            return record["share"] >= MIN_TINT_SHARE
         gains = sorted(record["gains_bgr"])
-        return gains[2] >= 1.35 and gains[1] <= 0.85
+        return gains[2] >= MIN_CAST_GAIN and gains[1] <= MAX_CAST_OTHERS
     if label == "gaussian_noise":
-        return record["sigma"] >= 12.0
+        return record["sigma"] >= MIN_NOISE_SIGMA
     if label == "salt_pepper":
-        return record["share"] >= 0.01
+        return record["share"] >= MIN_IMPULSE_SHARE
     return True
 
 
