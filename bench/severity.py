@@ -56,12 +56,14 @@ def tally(samples: list[dict], predicted: dict[str, str]) -> dict:
     per_class: dict[str, dict] = {}
     for (label, group), (right, n) in sorted(groups.items()):
         per_class.setdefault(label, {})[group] = {"accuracy": round(right / n, 4), "right": right, "n": n}
-    in_spec = [(label, d.get("meets", d["all"])) for label, d in per_class.items()]
+    # normal pictures have no severity: all of them count; a fault class counts its samples that meet it
+    in_spec = [(label, d["all"] if label == "normal" else d.get("meets", {"right": 0, "n": 0}))
+               for label, d in per_class.items()]
     right = sum(v["right"] for _, v in in_spec)
     n = sum(v["n"] for _, v in in_spec)
     return {"per_class": per_class,
             "meets_minimum": {"accuracy": round(right / max(n, 1), 4), "n": n,
-                              "per_class": {label: v["accuracy"] for label, v in in_spec}}}
+                              "per_class": {label: round(v["right"] / v["n"], 4) for label, v in in_spec if v["n"]}}}
 
 
 def main(argv: list[str] | None = None) -> int:

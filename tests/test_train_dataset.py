@@ -404,3 +404,26 @@ def test_samples_record_each_fault_and_the_severity_bench_reads_them(footage, tm
         assert sum(v["n"] for g, v in groups.items() if g.startswith("kind:")) == (0 if label == "normal" else 6)
         if label != "normal":
             assert groups.get("meets", {"n": 0})["n"] + groups.get("below", {"n": 0})["n"] == 6
+
+
+def test_severity_tally_counts_only_faults_that_meet_the_minimum():
+    """A class whose samples are all below the minimum adds nothing to the in-spec score; normal
+    pictures always count."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("severity", Path(__file__).resolve().parents[1] / "bench" / "severity.py")
+    severity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(severity)
+    rows = [
+        {"file": "/a/test/normal/1.jpg", "label": "normal", "fault": "", "meets_minimum": ""},
+        {"file": "/a/test/normal/2.jpg", "label": "normal", "fault": "", "meets_minimum": ""},
+        {"file": "/a/test/color_cast/3.jpg", "label": "color_cast", "fault": '{"kind": "tint", "share": 0.2}', "meets_minimum": "False"},
+        {"file": "/a/test/blurred/4.jpg", "label": "blurred", "fault": '{"kind": "motion", "length": 12}', "meets_minimum": "True"},
+        {"file": "/a/test/blurred/5.jpg", "label": "blurred", "fault": '{"kind": "motion", "length": 8}', "meets_minimum": "False"},
+    ]
+    predicted = {"test/normal/1.jpg": "normal", "test/normal/2.jpg": "blurred", "test/color_cast/3.jpg": "color_cast",
+                 "test/blurred/4.jpg": "blurred", "test/blurred/5.jpg": "normal"}
+    out = severity.tally(rows, predicted)
+    assert out["meets_minimum"]["n"] == 3 and out["meets_minimum"]["accuracy"] == round(2 / 3, 4)
+    assert out["per_class"]["blurred"]["kind:motion"] == {"accuracy": 0.5, "right": 1, "n": 2}
+    assert out["per_class"]["color_cast"]["below"]["right"] == 1 and "color_cast" not in out["meets_minimum"]["per_class"]
