@@ -27,14 +27,15 @@ PARTS=${*:-fusion tests}
 SRC=../shared/data/train
 mkdir -p "$OUT"
 build() { echo "==> $(date -u +%H:%M:%S) dataset build $*"; streamwatch dataset build --src "$SRC" --seed 0 "$@"; }
+# each step is skipped when the file it writes last exists, so an interrupted run can be started again
 done_marker() { [ -f "$1/dataset.json" ]; }
 
 quick() {
   done_marker "$OUT/ds_v3" || build --out "$OUT/ds_v3" --train-per-class 1500 --val-per-class 150 --test-per-class 300
-  [ -d "$OUT/proc" ] || streamwatch dataset scenes --out "$OUT/proc" --first 0 --count 60
+  [ -f "$OUT/proc/MANIFEST.tsv" ] || streamwatch dataset scenes --out "$OUT/proc" --first 0 --count 60
   done_marker "$OUT/ds_p3" || streamwatch dataset build --src "$OUT/proc" --out "$OUT/ds_p3" --seed 0 \
     --train-per-class 1200 --val-per-class 150 --test-per-class 150
-  [ -d "$OUT/proc2" ] || streamwatch dataset scenes --out "$OUT/proc2" --first 60 --count 120
+  [ -f "$OUT/proc2/MANIFEST.tsv" ] || streamwatch dataset scenes --out "$OUT/proc2" --first 60 --count 120
   done_marker "$OUT/ds_p3b" || streamwatch dataset build --src "$OUT/proc2" --out "$OUT/ds_p3b" --seed 0 \
     --train-per-class 2400 --val-per-class 300 --test-per-class 300
 }
@@ -46,7 +47,7 @@ fusion() {
   done_marker "$OUT/ds_h3" || build --out "$OUT/ds_h3" --train-per-class 1500 --val-per-class 150 --test-per-class 0 \
     --first-index 14000 --paired --coded-noise 0.4 --osd 0.6 --recolour 0.4
   for split in train val; do
-    [ -d "$OUT/ds_v3v/$split/normal" ] || streamwatch dataset video --data "$OUT/ds_v3" --split "$split" --out "$OUT/ds_v3v/$split"
+    [ -f "$OUT/ds_v3v/$split/video_samples.json" ] || streamwatch dataset video --data "$OUT/ds_v3" --split "$split" --out "$OUT/ds_v3v/$split"
   done
 }
 
