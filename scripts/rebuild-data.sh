@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Rebuild, from ../shared/data/train alone, the datasets the shipped model's fusion was fitted on
 # and the test sets docs/results.md reports - on a machine that has none of them (every work
-# session starts on a fresh one). Deterministic: the same seed gives the same pictures
-# (ds_v3/test is identical, file for file, to the split the shipped figures were measured on).
+# session starts on a fresh one). Deterministic: the same seed gives the same pictures (session 23
+# found a rebuilt ds_v3/test identical, file for file, to the split the shipped figures were
+# measured on; session 24 rebuilt it twice, identical again).
 #
 #   bash scripts/rebuild-data.sh OUT [PART ...]        PART: fusion (default: fusion tests) | tests | quick
 #
 #   quick   ds_v3 (train, val, test) and the procedural ds_p3 / ds_p3b: enough for fusion
-#           experiments side by side (about 20 min on 2 cores)
+#           experiments side by side (session 24: 6.5 + 1 + 11 + 1 + 22 min, the last two on shared cores)
 #   fusion  quick + ds_o3 (OSD), ds_h3 (recoloured OSD) and ds_v3v (H.264 video samples): all 11
 #           folders `streamwatch export --fuse-on` used for the shipped model (about 75 min more; the
 #           video samples alone take about 40)
@@ -17,12 +18,12 @@
 # Known difference: the shipped fusion's ds_p3 was rendered by a scratch twin of
 # `streamwatch dataset scenes` whose file names grouped ten scenes per split group; the module
 # renders the same 60 pictures under other names, so ds_p3's split by scene differs from the
-# shipped one (ds_p3b is the module's own). The export command is in docs/results.md, session 22.
+# shipped one (ds_p3b is the module's own). Export with them: docs/results.md, session 24.
 set -euo pipefail
+OUT=$(realpath -m "${1:?usage: bash scripts/rebuild-data.sh OUT [quick|fusion|tests ...]}")  # before the cd below
+shift
 cd "$(dirname "$0")/.."
 [ -f .venv/bin/activate ] && source .venv/bin/activate
-OUT=${1:?usage: bash scripts/rebuild-data.sh OUT [quick|fusion|tests ...]}
-shift
 PARTS=${*:-fusion tests}
 SRC=../shared/data/train
 mkdir -p "$OUT"
