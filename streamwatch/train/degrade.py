@@ -378,7 +378,6 @@ DEGRADATIONS: dict[str, Callable[..., np.ndarray]] = {
 assert tuple(DEGRADATIONS) == CLASS_NAMES
 
 
-#: Classes whose severity :func:`near_minimum` can draw near issue 3's minimum.
 #: Issue 3's minimum severities ("at least at these severities"): exposure gain in linear light,
 #: gaussian blur sigma at 768 px width, defocus disk radius and motion length in pixels, a gain
 #: cast's raised channel and the most the other two may keep, a tint's blend share, noise sigma
@@ -392,6 +391,7 @@ MIN_TINT_SHARE = 0.25
 MIN_NOISE_SIGMA = 12.0
 MIN_IMPULSE_SHARE = 0.01
 
+#: Classes whose severity :func:`near_minimum` can draw near issue 3's minimum.
 NEAR_MINIMUM_CLASSES = frozenset({"overexposed", "blurred", "color_cast", "gaussian_noise", "salt_pepper"})
 
 
