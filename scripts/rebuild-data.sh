@@ -27,25 +27,25 @@ cd "$(dirname "$0")/.."
 PARTS=${*:-fusion tests}
 SRC=../shared/data/train
 mkdir -p "$OUT"
-build() { echo "==> $(date -u +%H:%M:%S) dataset build $*"; streamwatch dataset build --src "$SRC" --seed 0 "$@"; }
+# build SOURCE ARGS...: one `dataset build` at seed 0, logged
+build() { local src=$1; shift; echo "==> $(date -u +%H:%M:%S) dataset build --src $src $*"; streamwatch dataset build --src "$src" --seed 0 "$@"; }
 # each step is skipped when the file it writes last exists, so an interrupted run can be started again
 done_marker() { [ -f "$1/dataset.json" ]; }
+ds_v3() { done_marker "$OUT/ds_v3" || build "$SRC" --out "$OUT/ds_v3" --train-per-class 1500 --val-per-class 150 --test-per-class 300; }
 
 quick() {
-  done_marker "$OUT/ds_v3" || build --out "$OUT/ds_v3" --train-per-class 1500 --val-per-class 150 --test-per-class 300
+  ds_v3
   [ -f "$OUT/proc/MANIFEST.tsv" ] || streamwatch dataset scenes --out "$OUT/proc" --first 0 --count 60
-  done_marker "$OUT/ds_p3" || streamwatch dataset build --src "$OUT/proc" --out "$OUT/ds_p3" --seed 0 \
-    --train-per-class 1200 --val-per-class 150 --test-per-class 150
+  done_marker "$OUT/ds_p3" || build "$OUT/proc" --out "$OUT/ds_p3" --train-per-class 1200 --val-per-class 150 --test-per-class 150
   [ -f "$OUT/proc2/MANIFEST.tsv" ] || streamwatch dataset scenes --out "$OUT/proc2" --first 60 --count 120
-  done_marker "$OUT/ds_p3b" || streamwatch dataset build --src "$OUT/proc2" --out "$OUT/ds_p3b" --seed 0 \
-    --train-per-class 2400 --val-per-class 300 --test-per-class 300
+  done_marker "$OUT/ds_p3b" || build "$OUT/proc2" --out "$OUT/ds_p3b" --train-per-class 2400 --val-per-class 300 --test-per-class 300
 }
 
 fusion() {
   quick
-  done_marker "$OUT/ds_o3" || build --out "$OUT/ds_o3" --train-per-class 1500 --val-per-class 150 --test-per-class 0 \
+  done_marker "$OUT/ds_o3" || build "$SRC" --out "$OUT/ds_o3" --train-per-class 1500 --val-per-class 150 --test-per-class 0 \
     --first-index 7000 --paired --coded-noise 0.4 --osd 0.6
-  done_marker "$OUT/ds_h3" || build --out "$OUT/ds_h3" --train-per-class 1500 --val-per-class 150 --test-per-class 0 \
+  done_marker "$OUT/ds_h3" || build "$SRC" --out "$OUT/ds_h3" --train-per-class 1500 --val-per-class 150 --test-per-class 0 \
     --first-index 14000 --paired --coded-noise 0.4 --osd 0.6 --recolour 0.4
   for split in train val; do
     [ -f "$OUT/ds_v3v/$split/video_samples.json" ] || streamwatch dataset video --data "$OUT/ds_v3" --split "$split" --out "$OUT/ds_v3v/$split"
@@ -53,14 +53,14 @@ fusion() {
 }
 
 tests() {
-  done_marker "$OUT/ds_v3" || build --out "$OUT/ds_v3" --train-per-class 1500 --val-per-class 150 --test-per-class 300
+  ds_v3  # its test normals are what ind2 / indlow degrade
   local t="--train-per-class 0 --val-per-class 0 --test-per-class 300"
   # shellcheck disable=SC2086
   {
-    done_marker "$OUT/ds_ot3" || build --out "$OUT/ds_ot3" $t --osd 1.0
-    done_marker "$OUT/ds_mt3" || build --out "$OUT/ds_mt3" $t --near-minimum 1.0
-    done_marker "$OUT/ds_ut3" || build --out "$OUT/ds_ut3" $t --upscale 1.0
-    done_marker "$OUT/ds_dt3" || build --out "$OUT/ds_dt3" $t --downscale 1.0
+    done_marker "$OUT/ds_ot3" || build "$SRC" --out "$OUT/ds_ot3" $t --osd 1.0
+    done_marker "$OUT/ds_mt3" || build "$SRC" --out "$OUT/ds_mt3" $t --near-minimum 1.0
+    done_marker "$OUT/ds_ut3" || build "$SRC" --out "$OUT/ds_ut3" $t --upscale 1.0
+    done_marker "$OUT/ds_dt3" || build "$SRC" --out "$OUT/ds_dt3" $t --downscale 1.0
   }
   [ -f "$OUT/ind2/params.jsonl" ] || python bench/independent_faults.py --normals "$OUT/ds_v3/test/normal" --out "$OUT/ind2" --seed 0
   [ -f "$OUT/indlow/params.jsonl" ] || python bench/independent_faults.py --normals "$OUT/ds_v3/test/normal" --out "$OUT/indlow" --seed 0 --low-res
