@@ -74,6 +74,23 @@ def test_export_round_trip_torch_equals_onnx(run):
     assert json.loads(meta["streamwatch.training_data"])["seed"] == 1
 
 
+def test_onnx_probabilities_equal_torch_on_cached_views(run):
+    """The fusion's fitting rows get the network's probabilities from onnxruntime; they must be
+    torch's (same argmax, within 1e-5), batch boundaries included."""
+    from streamwatch.train.export import load_model
+    from streamwatch.train.onnx_predict import onnx_probabilities
+    from streamwatch.train.trainer import predict_arrays, views_cache
+
+    model = load_model(run["pt"], "eca_1", GEOM)
+    views, _ = views_cache(run["data"] / "train", GEOM, workers=1, progress=False)
+    pt = predict_arrays(model, views)
+    ox = onnx_probabilities(model, views, GEOM, threads=1, batch=5)  # 32 rows: a partial last batch
+    assert ox.shape == pt.shape == (len(views), 8) and ox.dtype == np.float32
+    np.testing.assert_allclose(ox, pt, atol=1e-5)
+    assert (ox.argmax(1) == pt.argmax(1)).all()
+    assert onnx_probabilities(model, views[:0], GEOM).shape == (0, 8)
+
+
 def test_evaluate_json_schema(run, capsys):
     assert commands.main(["evaluate", "--data", str(run["data"] / "test"), "--model", str(run["onnx"]), "--json",
                           "--plot", str(run["root"] / "conf.png")]) == 0

@@ -20,6 +20,7 @@ from streamwatch.model.network import build_model
 from streamwatch.model.preprocess import Geometry
 from streamwatch.model.runtime import (META_CLASSES, META_GEOMETRY, META_OUTPUT, META_TRAINING, META_VARIANT,
                                        META_VERSION)
+from streamwatch.train.onnx_predict import write_onnx_graph
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -64,10 +65,8 @@ def export_onnx(model: torch.nn.Module, geometry: Geometry, out_path: str | Path
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    x = torch.zeros(1, geometry.views, 3, geometry.size, geometry.size)
     tmp = out_path.with_suffix(".tmp.onnx")
-    torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    write_onnx_graph(model, geometry, tmp)
     proto = onnx.load(str(tmp))
     # The fusion is part of what the model predicts: two exports of one network with different
     # fusions must not share a version (payloads and the registry name models by it).
