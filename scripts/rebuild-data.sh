@@ -5,7 +5,7 @@
 # found a rebuilt ds_v3/test identical, file for file, to the split the shipped figures were
 # measured on; session 24 rebuilt it twice, identical again).
 #
-#   bash scripts/rebuild-data.sh OUT [PART ...]        PART: fusion (default: fusion tests) | tests | quick
+#   bash scripts/rebuild-data.sh OUT [PART ...]        PART: fusion (default: fusion tests) | tests | quick | caches
 #
 #   quick   ds_v3 (train, val, test) and the procedural ds_p3 / ds_p3b: enough for fusion
 #           experiments side by side (session 24: 6.5 + 1 + 11 + 1 + 22 min, the last two on shared cores)
@@ -14,6 +14,9 @@
 #           video samples alone take about 40)
 #   tests   ds_ot3, ds_mt3, ds_ut3, ds_dt3 (test pictures with an OSD, near-minimum faults,
 #           enlarged, shrunk) and ind2 / indlow (faults of bench/independent_faults.py)
+#   caches  with fusion: beside the builds, fill the export's caches of the 11 fusion folders (the
+#           shipped network's probabilities, the fusion's measurements) as each is finished
+#           (scripts/fill_fusion_caches.py; session 27) - `streamwatch export --fuse-on ...` then only fits
 #
 # Known difference: the shipped fusion's ds_p3 was rendered by a scratch twin of
 # `streamwatch dataset scenes` whose file names grouped ten scenes per split group; the module
@@ -67,11 +70,25 @@ tests() {
 }
 
 for part in $PARTS; do
+  case "$part" in quick|fusion|tests|caches) ;; *) echo "unknown part: $part (quick, fusion, tests, caches)" >&2; exit 2 ;; esac
+done
+CACHES_PID=
+case " $PARTS " in
+  *" caches "*)
+    case " $PARTS " in *" fusion "*) ;; *) echo "caches needs fusion (it waits for the fusion folders)" >&2; exit 2 ;; esac
+    python scripts/fill_fusion_caches.py "$OUT" &
+    CACHES_PID=$! ;;
+esac
+for part in $PARTS; do
   case "$part" in
+    caches) ;;  # started above, beside the builds
     quick) quick ;;
     fusion) fusion ;;
     tests) tests ;;
-    *) echo "unknown part: $part (quick, fusion, tests)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$CACHES_PID" ]; then
+  echo "==> $(date -u +%H:%M:%S) waiting for the caches"
+  wait "$CACHES_PID"
+fi
 echo "==> $(date -u +%H:%M:%S) done: $OUT"
