@@ -43,3 +43,17 @@ def test_bench_cameras_short_mode_report(tmp_path):
     for key in ("ours_sustained", "naive_sustained", "ratio", "ours_capacity_estimate", "fault_to_alert"):
         assert key in summary, key
     assert "| cameras |" in proc.stdout  # the table
+
+
+def test_bench_probabilities_cost_reports_a_ratio_and_equal_probabilities():
+    """``bench/probabilities_cost.py`` runs torch and onnxruntime on the shipped network; only the
+    report's shape and the equality of the two passes are checked - never the ratio."""
+    pytest.importorskip("torch")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "probabilities_cost.py"), "--views", "4", "--rounds", "1", "--json"],
+        capture_output=True, text=True, timeout=240, cwd=str(REPO),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["views"] == 4 and len(report["ratios"]) == 1 and report["ratio_torch_over_onnx_median"] > 0
+    assert report["max_abs_probability_difference"] < 1e-4

@@ -2,9 +2,8 @@
 
 Fitting the fusion at export needs the network's output on every fitting picture (74,604 for
 the shipped model). onnxruntime runs this network about three times faster than torch eager on
-this CPU kind (``../shared/notes/measurements.md``; session 27: 12,000 pictures' views in 9 min
-on a shared core, where torch eager had not finished after 30) and gives the same probabilities
-to about 2e-6."""
+this CPU kind (``python bench/probabilities_cost.py``, session 27: 3.3x on one thread, the two
+alternated in one process) and gives the same probabilities to about 2e-6."""
 
 from __future__ import annotations
 
