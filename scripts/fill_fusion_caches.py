@@ -38,7 +38,10 @@ def main() -> int:
     ap.add_argument("--variant", default="eca_1")
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--tiles", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="threads per cache (default 1: the builds use the rest)")
+    ap.add_argument("--threads", type=int, default=1, help="threads of the network pass (default 1: the builds use the rest)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="processes decoding and measuring pictures (default 2: once the builds are done, the last "
+                         "folders' measurements are all that is left to run)")
     ap.add_argument("--poll", type=float, default=20.0, help="seconds between looks for a finished folder")
     args = ap.parse_args()
 
@@ -57,7 +60,7 @@ def main() -> int:
             time.sleep(args.poll)
         started = time.monotonic()
         probabilities_cache(model, folder, geometry, workers=args.threads, progress=False)
-        features_cache(folder, workers=args.threads, progress=False)
+        features_cache(folder, workers=args.workers, progress=False)
         print(f"==> {time.strftime('%H:%M:%S', time.gmtime())} caches of {name}: {time.monotonic() - started:.0f} s",
               flush=True)
     return 0
